@@ -1,0 +1,13 @@
+"Shared fixtures: the repository root, and a private cache so tests never touch the user's."
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    "Point the synthetic-data cache at a per-session temporary folder."
+    monkeypatch.setenv('NUCLEI_UNET_CACHE', str(tmp_path_factory.getbasetemp() / 'cache'))
