@@ -1,32 +1,26 @@
 "`nuclei_eda` as users run it: the installed console script, real folders, real files."
 import json
 import shutil
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
 
 from conftest import ROOT
+from helpers import assert_one_line_error as check_one_line_error, run_script
 from nuclei_unet.data import find_dsb2018
 from nuclei_unet.synthetic import make_synthetic
 
 
 def nuclei_eda(*args, cwd=None):
-    "Run the installed `nuclei_eda` with `args`; return (exit code, stdout, stderr)."
-    exe = shutil.which('nuclei_eda')
-    assert exe, 'nuclei_eda is not installed: pip install -e ".[dev]"'
-    r = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
-    return r.returncode, r.stdout, r.stderr
+    "Run the installed `nuclei_eda`; return (exit code, stdout, stderr)."
+    return run_script('nuclei_eda', *args, cwd=cwd)
 
 
 def assert_one_line_error(result, *names):
-    "Exit code 2, one stderr line that names each of `names`, no traceback."
-    code, out, err = result
-    assert code == 2, (code, out, err)
-    assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err, err
-    assert err.startswith('nuclei_eda: error: ')
-    for n in names: assert str(n) in err, (n, err)
+    "Exit code 2 and one `nuclei_eda: error:` line naming each of `names`, no traceback."
+    check_one_line_error(result, 'nuclei_eda', *names)
+    assert len(result[2].strip().splitlines()) == 1, result[2]
 
 
 @pytest.fixture(scope='module')
