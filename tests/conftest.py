@@ -1,5 +1,4 @@
 "Shared fixtures: the repository root, and a private cache so tests never touch the user's."
-import os
 from pathlib import Path
 
 import pytest

@@ -12,10 +12,9 @@ def run_script(name, *args, cwd=None, timeout=600):
 
 
 def assert_one_line_error(result, prog, *names):
-    "Exit code 2 and one stderr line `prog: error: ...` naming each of `names` (TensorFlow's startup chatter aside)."
+    "Exit code 2 and stderr of exactly one line, `prog: error: ...`, naming each of `names`."
     code, out, err = result
     assert code == 2, (code, out, err)
-    lines = [l for l in err.strip().splitlines() if l.startswith(f'{prog}: ')]
-    assert len(lines) == 1 and 'Traceback' not in err, err
-    assert lines[0].startswith(f'{prog}: error: ')
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: '), err
     for n in names: assert str(n) in lines[0], (n, lines[0])

@@ -1,6 +1,5 @@
 "`nuclei_train` as users run it: real training on real files, bad flags, and a run killed with SIGKILL."
 import csv
-import os
 import signal
 import subprocess
 import shutil
