@@ -1,0 +1,127 @@
+"`nuclei_predict` and `nuclei_evaluate` as users run them, on real DSB2018 images and odd files."
+import csv
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from helpers import assert_one_line_error, run_script
+from nuclei_unet.data import decode_file, find_dsb2018, list_samples, read_image
+from nuclei_unet.instances import rles_to_labels
+from nuclei_unet.synthetic import make_synthetic
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory):
+    "A small model trained by the real command (quality is not the point here)."
+    run = tmp_path_factory.mktemp('train') / 'run'
+    code, _, err = run_script('nuclei_train', '-s', '64', '-c', '0.5', '-e', '1', '--steps-per-epoch', '2', '--out', run)
+    assert code == 0, err
+    return run / 'model.keras'
+
+
+@pytest.fixture(scope='module')
+def held_out(tmp_path_factory):
+    "A folder of DSB2018 images of several sizes and modalities (links, not copies), else synthetic."
+    dsb = find_dsb2018(ROOT)
+    folder = tmp_path_factory.mktemp('held_out')
+    if dsb is None: return make_synthetic(folder / 'syn', n=3)
+    picked = {}
+    for s in list_samples(dsb):
+        shape = read_image(s.image).shape[:2]
+        if shape not in picked: picked[shape] = s
+        if len(picked) == 5: break
+    for s in picked.values(): (folder / s.id).symlink_to(s.image.parent.parent)
+    return folder
+
+
+def test_outputs_at_original_size_describe_the_same_nuclei(tmp_path, model, held_out):
+    out = tmp_path / 'pred'
+    code, stdout, err = run_script('nuclei_predict', '--data', held_out, '--model', model, '--out', out)
+    assert code == 0, err
+    rows = list(csv.DictReader(open(out / 'submission.csv')))
+    for s in list_samples(held_out):
+        h, w = read_image(s.image).shape[:2]
+        labels, mask = decode_file(out / 'labels' / f'{s.id}.png'), decode_file(out / 'masks' / f'{s.id}.png')
+        assert labels.shape == mask.shape == (h, w) and labels.dtype == np.uint16
+        assert set(np.unique(mask)) <= {0, 255} and ((mask > 0) == (labels > 0)).all()
+        rles = [r['EncodedPixels'] for r in rows if r['ImageId'] == s.id]
+        assert len(rles) == max(1, labels.max())
+        assert (rles_to_labels(rles, (h, w)) == labels).all()
+        assert (out / 'figures' / f'{s.id}.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_odd_formats_and_sizes(tmp_path, model):
+    "Gray, RGBA and 16-bit images of sizes that are not multiples of 16 come back at their own size."
+    flat = tmp_path / 'flat'; flat.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(flat / 'gray.png'), (rng.random((37, 53)) * 255).astype(np.uint8))
+    cv2.imwrite(str(flat / 'rgba.png'), (rng.random((90, 17, 4)) * 255).astype(np.uint8))
+    cv2.imwrite(str(flat / 'deep.tif'), (rng.random((130, 600)) * 4095).astype(np.uint16))
+    code, _, err = run_script('nuclei_predict', '--data', flat, '--model', model, '--out', tmp_path / 'o', '--tta')
+    assert code == 0, err
+    shapes = {p.stem: decode_file(p).shape for p in (tmp_path / 'o' / 'labels').iterdir()}
+    assert shapes == {'gray': (37, 53), 'rgba': (90, 17), 'deep': (130, 600)}
+
+
+def test_rerun_skips_and_overwrite_redoes(tmp_path, model):
+    data = make_synthetic(tmp_path / 'syn', n=2)
+    args = ['--data', data, '--model', model, '--out', tmp_path / 'o']
+    assert run_script('nuclei_predict', *args)[0] == 0
+    code, out, _ = run_script('nuclei_predict', *args)
+    assert code == 0 and '0 images predicted, 2 already done' in out
+    code, out, _ = run_script('nuclei_predict', *args, '--overwrite')
+    assert code == 0 and '2 images predicted, 0 already done' in out
+
+
+def test_bad_images_are_reported_and_skipped(tmp_path, model):
+    data = make_synthetic(tmp_path / 'syn', n=3)
+    broken = data / 'synthetic-0-0001' / 'images' / 'synthetic-0-0001.png'
+    broken.write_bytes(broken.read_bytes()[:200])
+    tiny = data / 'synthetic-0-0002' / 'images' / 'synthetic-0-0002.png'
+    cv2.imwrite(str(tiny), np.zeros((12, 40, 3), np.uint8))
+    code, out, err = run_script('nuclei_predict', '--data', data, '--model', model, '--out', tmp_path / 'o')
+    assert code == 1, err
+    assert '1 images predicted' in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and str(broken) in lines[0] and str(tiny) in lines[1] and '12x40' in lines[1]
+    assert [p.name for p in (tmp_path / 'o' / 'labels').iterdir()] == ['synthetic-0-0000.png']
+
+
+def test_bad_model_data_and_out(tmp_path, model):
+    data = make_synthetic(tmp_path / 'syn', n=1)
+    assert_one_line_error(run_script('nuclei_predict', '--data', data, '--model', tmp_path / 'none.keras'), 'nuclei_predict', 'none.keras')
+    (tmp_path / 'fake.keras').write_text('not a model')
+    assert_one_line_error(run_script('nuclei_predict', '--data', data, '--model', tmp_path / 'fake.keras'), 'nuclei_predict', 'fake.keras', 'not a nuclei_unet model')
+    (tmp_path / 'empty').mkdir()
+    assert_one_line_error(run_script('nuclei_predict', '--data', tmp_path / 'empty', '--model', model), 'nuclei_predict', 'no images')
+    (tmp_path / 'file').write_text('x')
+    assert_one_line_error(run_script('nuclei_predict', '--data', data, '--model', model, '--out', tmp_path / 'file' / 'o'), 'nuclei_predict', '--out')
+    assert_one_line_error(run_script('nuclei_predict', '--data', data), 'nuclei_predict', '--model')
+
+
+def test_evaluate_from_files_agrees_with_evaluate_from_model(tmp_path, model, held_out):
+    pred = tmp_path / 'pred'
+    assert run_script('nuclei_predict', '--data', held_out, '--model', model, '--out', pred)[0] == 0
+    code, out, err = run_script('nuclei_evaluate', '--data', held_out, '--pred', pred, '--json')
+    assert code == 0, err
+    from_files = json.loads(out.strip().splitlines()[-1])
+    assert {'mAP', 'AP50', 'AP75', 'dice', 'F1', 'per_image', 'by_modality'} <= set(from_files)
+    code, out, err = run_script('nuclei_evaluate', '--data', held_out, '--model', model, '--json')
+    assert code == 0, err
+    from_model = json.loads(out.strip().splitlines()[-1])
+    assert [r['mAP'] for r in from_files['per_image']] == pytest.approx([r['mAP'] for r in from_model['per_image']], abs=1e-9)
+    assert_one_line_error(run_script('nuclei_evaluate', '--data', held_out), 'nuclei_evaluate', '--model --pred')
+
+
+def test_papermill_predict_run(tmp_path, model):
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / 'predict_run.ipynb'), str(tmp_path / 'out.ipynb'),
+                        '-p', 'model', str(model), '-p', 'out_dir', str(tmp_path / 'run'), '--cwd', str(ROOT / 'nbs')],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list((tmp_path / 'run' / 'labels').iterdir())) == 24
+    assert 'mean of 24' in (tmp_path / 'out.ipynb').read_text()
