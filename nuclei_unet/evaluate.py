@@ -16,7 +16,7 @@ from .eda import modality
 from .metrics import THRESHOLDS, dice, iou_matrix, match
 
 # %% auto #0
-__all__ = ['SCORES', 'image_scores', 'evaluate', 'summarize_scores', 'format_scores', 'main']
+__all__ = ['SCORES', 'image_scores', 'evaluate', 'image_row', 'summarize_scores', 'format_scores', 'validation_samples', 'main']
 
 # %% ../nbs/07_evaluate.ipynb #69de2e86
 SCORES = ('mAP', 'AP50', 'AP75', 'F1', 'dice')
@@ -28,7 +28,7 @@ def image_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
     return {'mAP': float(np.mean([m.score for m in at.values()])), 'AP50': at[0.5].score, 'AP75': at[0.75].score,
             'F1': at[0.5].f1, 'dice': dice(truth, pred)}
 
-# %% ../nbs/07_evaluate.ipynb #5deb73ea
+# %% ../nbs/07_evaluate.ipynb #5b306edc
 def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarray] | None = None,
              pred_dir: str | Path | None = None, progress: bool | None = None) -> list[dict]:
     "Per-image rows {id, modality, true, predicted, mAP, AP50, AP75, F1, dice} from `predict(image)` or `pred_dir`."
@@ -46,9 +46,13 @@ def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarr
             if not path.exists(): raise NucleiError(f'{path}: no prediction for image {s.id}')
             pred = decode_file(path).astype(np.int64)
             if pred.shape != truth.shape: raise NucleiError(f'{path}: prediction is {pred.shape[1]}x{pred.shape[0]} pixels, its image {truth.shape[1]}x{truth.shape[0]}')
-        rows.append({'id': s.id, 'modality': modality(image), 'true': int(truth.max()), 'predicted': int(len(np.unique(pred)) - (pred.min() == 0)),
-                     **image_scores(truth, pred)})
+        rows.append(image_row(s.id, modality(image), truth, pred))
     return rows
+
+def image_row(sample_id: str, image_modality: str, truth: np.ndarray, pred: np.ndarray) -> dict:
+    "One row of `evaluate`: {id, modality, true, predicted (nuclei counts), mAP, AP50, AP75, F1, dice}."
+    return {'id': sample_id, 'modality': image_modality, 'true': int(len(np.unique(truth)) - (truth.min() == 0)),
+            'predicted': int(len(np.unique(pred)) - (pred.min() == 0)), **image_scores(truth, pred)}
 
 def summarize_scores(rows: Sequence[dict]) -> dict:
     "Mean scores over all rows and per modality: {'images', mAP.., 'by_modality': {m: {images, mAP..}}}."
@@ -65,23 +69,35 @@ def format_scores(rows: Sequence[dict], summary: dict) -> str:
     out += [line(f"mean of {v['images']}", m, '', '', v) for m, v in summary['by_modality'].items()]
     return '\n'.join(out)
 
-# %% ../nbs/07_evaluate.ipynb #46b61521
+# %% ../nbs/07_evaluate.ipynb #f53c7a31
+def validation_samples(samples: Sequence[Sample], info: dict, source: str = 'the model') -> list[Sample]:
+    "The samples among `samples` that a model held out in training (ids in `info['run']['val_ids']`)."
+    ids = set(info.get('run', {}).get('val_ids', []))
+    if not ids: raise NucleiError(f'--val: {source} records no validation images')
+    picked = [s for s in samples if s.id in ids]
+    if not picked: raise NucleiError(f'--val: none of the {len(ids)} validation images of {source} is in this folder')
+    return picked
+
+# %% ../nbs/07_evaluate.ipynb #18133e6f
 def _evaluate(argv: list[str] | None) -> int:
     "Body of the `nuclei_evaluate` command."
     p = CommandParser(prog='nuclei_evaluate', description='Score predicted nuclei against true masks (DSB2018 metric).')
     p.add_argument('--data', type=Path, required=True, help='folder of images with masks')
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--model', type=Path, help='model file to predict with (.keras)')
-    src.add_argument('--pred', type=Path, help='nuclei_predict output folder (labels/<id>.png)')
-    p.add_argument('--tta', action='store_true', help='with --model: test-time augmentation')
+    src = p.add_mutually_exclusive_group()
+    src.add_argument('--model', type=Path, help='model file to predict with (.keras; default: the bundled DSB2018 model)')
+    src.add_argument('--pred', type=Path, help='nuclei_predict output folder (labels/<id>.png) instead of a model')
+    p.add_argument('--val', action='store_true', help="only the model's own validation images (recorded in its file)")
+    p.add_argument('--tta', action='store_true', help='with a model: test-time augmentation')
     p.add_argument('--json', action='store_true', help='end with the scores as one line of JSON')
     a = p.parse_args(argv)
     samples = list_samples(a.data)
     if a.pred is not None and not a.pred.is_dir(): raise NucleiError(f'--pred {a.pred}: no such folder')
+    if a.pred is not None and (a.val or a.tta): raise NucleiError(f"--{'val' if a.val else 'tta'}: needs a model, not --pred")
     predict = None
-    if a.model is not None:
-        from nuclei_unet.predict import Predictor
-        predictor = Predictor(a.model, tta=a.tta)
+    if a.pred is None:
+        from nuclei_unet.predict import Predictor, pretrained_path
+        predictor = Predictor(a.model or pretrained_path(), tta=a.tta)
+        if a.val: samples = validation_samples(samples, predictor.info, str(predictor.path))
         predict = lambda image: predictor(image)[1]
     rows = evaluate(samples, predict=predict, pred_dir=a.pred)
     summary = summarize_scores(rows)

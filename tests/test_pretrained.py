@@ -1,0 +1,48 @@
+"The bundled DSB2018 model: inside the package and its wheel, within its size budget, and still as good as its model card says."
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from helpers import run_script
+from conftest import ROOT
+from nuclei_unet.data import MODALITIES, find_dsb2018
+from nuclei_unet.model import read_model_info
+from nuclei_unet.predict import PRETRAINED, pretrained_path
+
+DSB = find_dsb2018(ROOT)
+needs_dsb = pytest.mark.skipif(DSB is None and not os.environ.get('CI'), reason='DSB2018 stage1_train is not beside this checkout')
+
+
+def test_bundled_model_is_package_data_within_budget():
+    path = pretrained_path()
+    assert path == ROOT / 'nuclei_unet' / 'models' / PRETRAINED
+    assert path.stat().st_size <= 40 * 2**20, f'{path}: {path.stat().st_size / 2**20:.1f} MB, over the 40 MB budget'
+    info = read_model_info(path)
+    assert set(info['instances']) >= {'foreground', 'seed', 'min_size', 'use_border'}
+    assert len(info['run']['val_ids']) == 67 and set(info['validation']['by_modality']) == set(MODALITIES)
+    assert info['validation']['mAP'] >= 0.5, info['validation']
+
+
+def test_wheel_carries_the_bundled_model(tmp_path):
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True, cwd=tmp_path)
+    wheel, = tmp_path.glob('nuclei_unet-*.whl')
+    assert f'nuclei_unet/models/{PRETRAINED}' in zipfile.ZipFile(wheel).namelist()
+
+
+@needs_dsb
+def test_bundled_model_keeps_its_validation_map():
+    "The regression test: the bundled model, on its own validation images, within 0.01 of the mAP its card records."
+    assert DSB is not None, 'DSB2018 stage1_train must be beside the checkout on CI'
+    recorded = read_model_info(pretrained_path())['validation']
+    code, out, err = run_script('nuclei_evaluate', '--data', DSB, '--val', '--json', timeout=900)
+    assert code == 0, err
+    scores = json.loads(out.splitlines()[-1])
+    assert scores['images'] == recorded['images'] == 67
+    assert abs(scores['mAP'] - recorded['mAP']) <= 0.01, (scores['mAP'], recorded['mAP'])
+    for m, v in recorded['by_modality'].items():
+        assert abs(scores['by_modality'][m]['mAP'] - v['mAP']) <= 0.02 * max(1, 10 / v['images']), (m, scores['by_modality'][m], v)
