@@ -58,7 +58,7 @@ def test_readme_is_the_index_notebook(tmp_path):
 
 
 def test_ci_runs_the_readme_commands():
-    "`.ci/run` takes its commands from README's quick start, and there are exactly three."
+    "`.ci/run` takes its commands from README's quick start, and there are exactly four."
     r = run(['bash', '.ci/run', '--print'])
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split('\n')[:3] == ['pip install -e ".[dev]"', 'nuclei_eda --json', 'pytest']
+    assert r.stdout.split('\n')[:4] == ['pip install -e ".[dev]"', 'nuclei_eda --json', 'nuclei_predict --out output/predict', 'pytest']

@@ -101,7 +101,13 @@ def test_bad_model_data_and_out(tmp_path, model):
     assert_one_line_error(run_script('nuclei_predict', '--data', tmp_path / 'empty', '--model', model), 'nuclei_predict', 'no images')
     (tmp_path / 'file').write_text('x')
     assert_one_line_error(run_script('nuclei_predict', '--data', data, '--model', model, '--out', tmp_path / 'file' / 'o'), 'nuclei_predict', '--out')
-    assert_one_line_error(run_script('nuclei_predict', '--data', data), 'nuclei_predict', '--model')
+
+
+def test_no_model_means_the_bundled_one(tmp_path):
+    data = make_synthetic(tmp_path / 'syn', n=2)
+    code, out, err = run_script('nuclei_predict', '--data', data, '--out', tmp_path / 'o')
+    assert code == 0 and out.startswith('2 images predicted'), (out, err)
+    assert sorted(p.name for p in (tmp_path / 'o' / 'labels').iterdir()) == ['synthetic-0-0000.png', 'synthetic-0-0001.png']
 
 
 def test_evaluate_from_files_agrees_with_evaluate_from_model(tmp_path, model, held_out):
@@ -115,7 +121,7 @@ def test_evaluate_from_files_agrees_with_evaluate_from_model(tmp_path, model, he
     assert code == 0, err
     from_model = json.loads(out.strip().splitlines()[-1])
     assert [r['mAP'] for r in from_files['per_image']] == pytest.approx([r['mAP'] for r in from_model['per_image']], abs=1e-9)
-    assert_one_line_error(run_script('nuclei_evaluate', '--data', held_out), 'nuclei_evaluate', '--model --pred')
+    assert_one_line_error(run_script('nuclei_evaluate', '--data', held_out, '--model', model, '--pred', pred), 'nuclei_evaluate', '--pred', '--model')
 
 
 def test_papermill_predict_run(tmp_path, model):
