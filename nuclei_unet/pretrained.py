@@ -18,7 +18,7 @@ from .model import load_model, read_model_info, save_model
 from .predict import Predictor, predict_probabilities, pretrained_path
 
 # %% auto #0
-__all__ = ['SEED_GRID', 'validation_probabilities', 'score_probabilities', 'select_instances', 'bundle_model']
+__all__ = ['FOREGROUND_GRID', 'SEED_GRID', 'validation_probabilities', 'score_probabilities', 'select_instances', 'bundle_model']
 
 # %% ../nbs/08_pretrained.ipynb #c05659f3
 def validation_probabilities(model_path: str | Path, data: str | Path, tta: bool = False) -> list[dict]:
@@ -36,12 +36,14 @@ def score_probabilities(items: Sequence[dict], params: InstanceParams) -> dict:
     rows = [image_row(it['id'], it['modality'], it['truth'], probabilities_to_labels(it['prob'], params)) for it in items]
     return {**summarize_scores(rows), 'per_image': rows}
 
-# %% ../nbs/08_pretrained.ipynb #04d5822c
-SEED_GRID = {True: (0.3, 0.4, 0.5, 0.6, 0.7), False: (0.5, 0.6, 0.7, 0.8, 0.9)}
+# %% ../nbs/08_pretrained.ipynb #b09c704c
+FOREGROUND_GRID = (0.4, 0.5, 0.6, 0.7)
+SEED_GRID = {True: (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), False: (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)}
 
 def select_instances(items: Sequence[dict], use_border: bool = True) -> tuple[InstanceParams, list[tuple[InstanceParams, float]]]:
     "Tune instance thresholds on validation probabilities for one separation cue: (best, [(params, mAP)] best first)."
-    return tune_instances([it['prob'] for it in items], [it['truth'] for it in items], seed=SEED_GRID[use_border], use_border=use_border)
+    return tune_instances([it['prob'] for it in items], [it['truth'] for it in items], foreground=FOREGROUND_GRID,
+                          seed=SEED_GRID[use_border], use_border=use_border)
 
 def bundle_model(model_path: str | Path, params: InstanceParams, validation: dict, dst: str | Path | None = None, **notes) -> Path:
     "Write a trained model with its tuned `params`, `validation` scores and `notes` as the package's bundled model (or `dst`)."
