@@ -93,13 +93,14 @@ def predict_probabilities(model: keras.Model, cfg: UNetConfig, image: np.ndarray
     acc /= wx[None, :, None]
     return acc
 
-# %% ../nbs/05_predict.ipynb #75254152
+# %% ../nbs/05_predict.ipynb #61753b73
 class Predictor:
     "A loaded model with its config and instance thresholds: `predictor(image) -> (probabilities, labels)`."
     def __init__(self, model_path: str | Path, params: InstanceParams | None = None, tta: bool = False, tile: int = 512):
         self.model, self.cfg, self.info = load_model(model_path)
         self.path, self.tta, self.tile = Path(model_path), tta, check_tile(tile, self.cfg)
-        self.params = params or InstanceParams(**self.info.get('instances', {}))
+        stored = self.info.get('tta_instances') if tta else None      # thresholds tuned for TTA, where the model has them
+        self.params = params or InstanceParams(**(stored or self.info.get('instances', {})))
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         "RGB uint8 (H,W,3) -> (float32 probabilities (H,W,C), int32 instance labels (H,W))."
