@@ -23,6 +23,7 @@ def test_bundled_model_is_package_data_within_budget():
     assert path.stat().st_size <= 40 * 2**20, f'{path}: {path.stat().st_size / 2**20:.1f} MB, over the 40 MB budget'
     info = read_model_info(path)
     assert set(info['instances']) >= {'foreground', 'seed', 'min_size', 'use_border'}
+    assert set(info['tta_instances']) == set(info['instances']) and set(info['tta_validation']) == set(info['validation'])
     assert len(info['run']['val_ids']) == 67 and set(info['validation']['by_modality']) == set(MODALITIES)
     assert info['validation']['mAP'] >= 0.5, info['validation']
 
