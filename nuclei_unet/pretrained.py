@@ -36,9 +36,9 @@ def score_probabilities(items: Sequence[dict], params: InstanceParams) -> dict:
     rows = [image_row(it['id'], it['modality'], it['truth'], probabilities_to_labels(it['prob'], params)) for it in items]
     return {**summarize_scores(rows), 'per_image': rows}
 
-# %% ../nbs/08_pretrained.ipynb #d8e9157e
+# %% ../nbs/08_pretrained.ipynb #8619effd
 FOREGROUND_GRID = (0.4, 0.5, 0.6, 0.7)
-SEED_GRID = {True: (0.5, 0.6, 0.7, 0.8, 0.9, 0.95), False: (0.7, 0.8, 0.9, 0.95, 0.98, 0.99)}
+SEED_GRID = {True: (0.6, 0.7, 0.8, 0.9, 0.95, 0.98), False: (0.7, 0.8, 0.9, 0.95, 0.98, 0.99)}
 
 def select_instances(items: Sequence[dict], use_border: bool = True) -> tuple[InstanceParams, list[tuple[InstanceParams, float]]]:
     "Tune instance thresholds on validation probabilities for one separation cue: (best, [(params, mAP)] best first)."
