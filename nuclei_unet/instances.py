@@ -17,8 +17,17 @@ from skimage.segmentation import relabel_sequential, watershed
 from .metrics import dsb_map
 
 # %% auto #0
-__all__ = ['InstanceParams', 'probabilities_to_labels', 'tune_instances', 'rle_encode', 'rle_decode', 'labels_to_rles',
-           'rles_to_labels']
+__all__ = ['median_diameter', 'InstanceParams', 'probabilities_to_labels', 'tune_instances', 'rle_encode', 'rle_decode',
+           'labels_to_rles', 'rles_to_labels']
+
+# %% ../nbs/06_instances.ipynb #5bb3b1b4
+def median_diameter(labels: np.ndarray) -> float | None:
+    "Median equivalent diameter sqrt(4 area / pi), in pixels, of the nuclei in labels (H,W) (int, 0 = background); None if none."
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in 'iu': raise ValueError(f'labels must be an integer array, got {labels.dtype}')
+    areas = np.bincount(labels.ravel().astype(np.int64, copy=False))[1:]
+    areas = areas[areas > 0]
+    return float(np.sqrt(4 * np.median(areas) / np.pi)) if len(areas) else None
 
 # %% ../nbs/06_instances.ipynb #f1c1912d
 @dataclass(frozen=True)

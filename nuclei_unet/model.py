@@ -17,17 +17,18 @@ from keras import layers
 from skimage.segmentation import find_boundaries
 
 # %% auto #0
-__all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'UNetConfig', 'build_unet', 'intensity_range', 'normalize_image', 'make_targets',
-           'save_model', 'read_model_info', 'load_model']
+__all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'UNetConfig', 'build_unet', 'intensity_range', 'normalize_image',
+           'make_targets', 'save_model', 'read_model_info', 'load_model']
 
 # %% ../nbs/02_model.ipynb #fb46a65b
 SIZES = (64, 128, 256, 512)
 CHANNEL_RATES = (0.5, 1.0, 2.0)
 OUTPUTS = ('foreground', 'border')
+AUGMENTATIONS = ('stain', 'gray', 'illumination', 'blur', 'jpeg', 'noise')
 
 @dataclass
 class UNetConfig:
-    "A U-Net's settings: architecture, training patch size, outputs and input normalization."
+    "A U-Net's settings: architecture, training patch size, working scale, outputs, normalization and augmentation."
     size: int = 256                                  # training patch size S (SxS crops)
     channel_rate: float = 1.0                        # filters per level: 32*rate, 64*rate, ... 512*rate
     levels: int = 5                                  # resolution levels (4 poolings for 5)
@@ -36,9 +37,12 @@ class UNetConfig:
     dropout: float = 0.0                             # spatial dropout after each block, 0..0.5
     outputs: tuple = OUTPUTS                         # output channels, all sigmoid probabilities
     percentiles: tuple = (1.0, 99.8)                 # per-image normalization: these percentiles -> 0, 1
+    diameter: float | None = None                    # nucleus diameter (px) the network works at; None: native scale
+    diameter_jitter: float = 1.25                    # training scales each image to diameter x 1/j..j (with `diameter`)
+    augment: tuple = ()                              # training augmentations beyond geometry and intensity, from AUGMENTATIONS
 
     def __post_init__(self):
-        self.outputs, self.percentiles = tuple(self.outputs), tuple(self.percentiles)
+        self.outputs, self.percentiles, self.augment = tuple(self.outputs), tuple(self.percentiles), tuple(self.augment)
         if self.size not in SIZES: raise NucleiError(f'--size {self.size}: choose from {", ".join(map(str, SIZES))}')
         if float(self.channel_rate) not in CHANNEL_RATES:
             raise NucleiError(f'--channel-rate {self.channel_rate:g}: choose from 0.5, 1, 2')
@@ -46,6 +50,11 @@ class UNetConfig:
         if not 0 <= self.dropout <= 0.5: raise NucleiError(f'--dropout {self.dropout:g}: must be between 0 and 0.5')
         if set(self.outputs) - set(OUTPUTS) or 'foreground' not in self.outputs:
             raise NucleiError(f'outputs {self.outputs}: must include foreground, may add border')
+        if self.diameter is not None and not 4 <= self.diameter <= 200:
+            raise NucleiError(f'--diameter {self.diameter:g}: the network diameter must be between 4 and 200 pixels')
+        if not 1 <= self.diameter_jitter <= 2: raise NucleiError(f'--jitter {self.diameter_jitter:g}: must be between 1 and 2')
+        if set(self.augment) - set(AUGMENTATIONS):
+            raise NucleiError(f'--augment {",".join(self.augment)}: choose from {",".join(AUGMENTATIONS)}')
 
     @property
     def filters(self) -> list[int]:
@@ -61,7 +70,7 @@ class UNetConfig:
 
     @classmethod
     def from_json(cls, text: str) -> UNetConfig:
-        "Rebuild from `to_json`'s output, ignoring keys this version does not know."
+        "Rebuild from `to_json`'s output, ignoring keys this version does not know (older files: native scale)."
         d = json.loads(text)
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 

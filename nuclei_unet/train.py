@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #b2e38e04
 from __future__ import annotations
-import csv, hashlib, math, os, sys, time
+import argparse, csv, hashlib, math, os, sys, time
 from pathlib import Path
 from typing import Sequence
 
@@ -14,11 +14,13 @@ tf = import_tensorflow()
 import cv2
 import keras
 import numpy as np
+from skimage.color import hed2rgb, rgb2hed
 
 from .data import Sample, list_samples, read_sample
 from .eda import collect_stats
+from .instances import median_diameter
 from .metrics import bce_dice_loss, dice_coef
-from .model import UNetConfig, build_unet, intensity_range, load_model, make_targets, normalize_image, read_model_info, save_model
+from .model import AUGMENTATIONS, UNetConfig, build_unet, intensity_range, load_model, make_targets, normalize_image, read_model_info, save_model
 from .synthetic import default_data
 
 # %% auto #0
@@ -43,21 +45,30 @@ def split_samples(samples: Sequence[Sample], val_fraction: float = 0.1,
     return [s for s in samples if s.id not in val_ids], [s for s in samples if s.id in val_ids]
 
 # %% ../nbs/04_train.ipynb #430fb5fc
+def _nearest(labels: np.ndarray, size: int) -> np.ndarray:
+    "Square int labels (s,s) resized to (size,size) by nearest neighbour (pixel centres), any integer dtype."
+    idx = ((np.arange(size) + 0.5) * labels.shape[0] / size).astype(np.intp)
+    return labels[idx[:, None], idx[None, :]]
+
 def crop_example(image: np.ndarray, labels: np.ndarray, cfg: UNetConfig, rng: np.random.Generator,
                  scale: tuple[float, float] = (0.8, 1.25)) -> tuple[np.ndarray, np.ndarray]:
-    "RGB uint8 image and int32 labels -> a random crop: float32 image (S,S,3) normalized, float32 targets (S,S,C)."
+    "RGB uint8 image and int32 labels -> a random crop at the model's scale: float32 image (S,S,3) normalized, float32 targets (S,S,C)."
     size = cfg.size
     value_range = intensity_range(image, cfg.percentiles)
-    side = int(round(size * rng.uniform(*scale)))
+    d = median_diameter(labels) if cfg.diameter else None
+    zoom = d / cfg.diameter if d else 1.0                           # original pixels per model pixel
+    side = max(2, int(round(size * zoom * rng.uniform(*scale))))
     pad = [(0, max(0, side - image.shape[0])), (0, max(0, side - image.shape[1]))]
     if pad[0][1] or pad[1][1]: image, labels = np.pad(image, pad + [(0, 0)], mode='reflect'), np.pad(labels, pad, mode='reflect')
     top, left = int(rng.integers(0, image.shape[0] - side + 1)), int(rng.integers(0, image.shape[1] - side + 1))
-    t0, l0 = max(top - 1, 0), max(left - 1, 0)
-    y = make_targets(labels[t0:top + side + 1, l0:left + side + 1], cfg.outputs)[top - t0:top - t0 + side, left - l0:left - l0 + side]
     x = normalize_image(image[top:top + side, left:left + side], value_range=value_range)
-    if side != size:
-        x = cv2.resize(x, (size, size), interpolation=cv2.INTER_LINEAR)
-        y = cv2.resize(y, (size, size), interpolation=cv2.INTER_NEAREST).reshape(size, size, -1)
+    if side != size: x = cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+    if cfg.diameter:                                                # targets drawn at the model's scale: borders stay 1 px
+        y = make_targets(_nearest(labels[top:top + side, left:left + side], size), cfg.outputs)
+    else:                                                           # a one-pixel margin keeps borders exact at the crop's edge
+        t0, l0 = max(top - 1, 0), max(left - 1, 0)
+        y = make_targets(labels[t0:top + side + 1, l0:left + side + 1], cfg.outputs)[top - t0:top - t0 + side, left - l0:left - l0 + side]
+        if side != size: y = cv2.resize(y, (size, size), interpolation=cv2.INTER_NEAREST).reshape(size, size, -1)
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 def load_example(sample: Sample, cfg: UNetConfig, rng: np.random.Generator,
@@ -73,12 +84,46 @@ def prepare_samples(samples: Sequence[Sample], progress: bool | None = None) -> 
     return {s.id: s.modality for s in collect_stats(samples, progress=progress)}
 
 # %% ../nbs/04_train.ipynb #fb0b8bab
-def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    "Random flips/rotations of normalized image `x` (H,W,3) and targets `y` together, then intensity changes of `x`."
+def _stain(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    "Stained images: hematoxylin, eosin and DAB amounts changed (colour deconvolution); dark gray ones (fluorescence): a random dye colour."
+    rgb = np.clip(x, 0, 1)
+    if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() > 0.02:  # stained (H&E, IHC): change the stains
+        hed = rgb2hed(np.maximum(rgb, 1e-3))
+        return hed2rgb(hed * rng.uniform(0.7, 1.3, 3) + rng.uniform(-0.005, 0.005, 3)).astype(np.float32)
+    if rgb.mean() > 0.5: return x                                    # brightfield: a lamp has no dye colour
+    colour = rng.uniform(0, 1, 3); colour /= colour.max()           # a fluorescence channel shown in one colour
+    return x.mean(axis=2, keepdims=True) * colour.astype(np.float32)
+
+def _illumination(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    "Uneven illumination: `x` times a smooth ramp across the field, 0.6..1.4 at its ends."
+    h, w = x.shape[:2]
+    angle, depth = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.4)
+    yy, xx = np.mgrid[:h, :w] / max(h, w) - 0.5
+    return x * (1 + 2 * depth * (np.cos(angle) * xx + np.sin(angle) * yy))[..., None].astype(np.float32)
+
+def _jpeg(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    "JPEG artefacts at quality 30..90 (values above 1 are clipped, as in an 8-bit file)."
+    ok, buf = cv2.imencode('.jpg', (np.clip(x, 0, 1) * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 91))])
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
+
+_EXTRA = {                                                         # name: (probability per crop, change)
+    'stain': (0.5, _stain),
+    'gray': (0.15, lambda x, rng: np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2)),
+    'illumination': (0.3, _illumination),
+    'blur': (0.2, lambda x, rng: cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5))),
+    'jpeg': (0.2, _jpeg),
+    'noise': (0.25, lambda x, rng: x + rng.normal(0, rng.uniform(0.01, 0.08), x.shape).astype(np.float32)),
+}
+
+def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, extra: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    "Random flips/rotations of normalized image `x` (H,W,3) and targets `y` together, then changes of `x` alone (`extra`: from AUGMENTATIONS)."
     k = rng.integers(4)
     x, y = np.rot90(x, k), np.rot90(y, k)
     if rng.random() < 0.5: x, y = x[:, ::-1], y[:, ::-1]
-    x = np.clip(x, 0, None)
+    x = np.ascontiguousarray(np.clip(x, 0, None), np.float32)
+    for name in AUGMENTATIONS:                                        # a fixed order, whatever order `extra` lists
+        p, change = _EXTRA[name]
+        if name in extra and rng.random() < p: x = np.clip(change(x, rng), 0, None)
     if rng.random() < 0.3: x = np.clip(1 - x, 0, None)                             # inversion
     x = x ** rng.uniform(0.7, 1.4)                                                   # gamma
     x = (x - x.mean()) * rng.uniform(0.75, 1.3) + x.mean() + rng.uniform(-0.1, 0.1)  # contrast, brightness
@@ -90,11 +135,12 @@ def make_dataset(samples: Sequence[Sample], cfg: UNetConfig, batch_size: int, se
                  training: bool = True, start: int = 0) -> tf.data.Dataset:
     "Batches of (image crops (B,S,S,3), targets (B,S,S,C)); endless and augmented when `training`."
     samples, size, n_out = list(samples), cfg.size, len(cfg.outputs)
+    scale = ((1 / cfg.diameter_jitter, cfg.diameter_jitter) if cfg.diameter else (0.8, 1.25)) if training else (1, 1)
 
     def load(index, draw):
         rng = np.random.default_rng([seed, int(draw)])
-        x, y = load_example(samples[int(index)], cfg, rng, (0.8, 1.25) if training else (1, 1))
-        return augment(x, y, rng) if training else (x, y)
+        x, y = load_example(samples[int(index)], cfg, rng, scale)
+        return augment(x, y, rng, cfg.augment) if training else (x, y)
 
     def load_tf(draw, index):
         x, y = tf.numpy_function(load, [index, draw], [tf.float32, tf.float32])
@@ -193,6 +239,17 @@ def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epoc
     return rows
 
 # %% ../nbs/04_train.ipynb #f1cc0e55
+def _network_diameter(text: str) -> float:
+    "A --diameter value: a positive number of pixels."
+    try: value = float(text)
+    except ValueError: value = math.nan
+    if not value > 0: raise argparse.ArgumentTypeError(f'{text!r} is not a positive number of pixels')
+    return value
+
+def _names(text: str) -> tuple[str, ...]:
+    "A comma-separated list of names."
+    return tuple(n.strip() for n in text.split(',') if n.strip())
+
 def _train(argv: list[str] | None) -> int:
     "Body of the `nuclei_train` command."
     p = CommandParser(prog='nuclei_train', description='Train a nuclei U-Net; rerun the same command to resume.')
@@ -208,10 +265,15 @@ def _train(argv: list[str] | None) -> int:
     p.add_argument('--residual', action='store_true', help='residual (ResNet) blocks')
     p.add_argument('--batch-norm', action='store_true', help='batch normalization')
     p.add_argument('--dropout', type=float, default=0.0, help='spatial dropout rate (default 0)')
+    p.add_argument('--diameter', type=_network_diameter, help='nucleus diameter in pixels the network works at; '
+                   'each image is scaled to it from its masks (default: native scale, no rescaling)')
+    p.add_argument('--jitter', type=float, default=1.25, help='with --diameter: random scale factor up to this either way (default 1.25)')
+    p.add_argument('--augment', type=_names, default=(), help=f'extra augmentations, comma-separated: {",".join(AUGMENTATIONS)}')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     a = p.parse_args(argv)
     if a.steps_per_epoch is not None and a.steps_per_epoch < 1: raise NucleiError(f'--steps-per-epoch {a.steps_per_epoch}: must be at least 1')
-    cfg = UNetConfig(size=a.size, channel_rate=a.channel_rate, residual=a.residual, batch_norm=a.batch_norm, dropout=a.dropout)
+    cfg = UNetConfig(size=a.size, channel_rate=a.channel_rate, residual=a.residual, batch_norm=a.batch_norm, dropout=a.dropout,
+                     diameter=a.diameter, diameter_jitter=a.jitter, augment=a.augment)
     t0 = time.time()
     rows = train(a.data if a.data is not None else default_data(), a.out, cfg, a.epochs, a.batch_size, a.lr,
                  a.val_fraction, a.seed, a.steps_per_epoch, verbose=1 if sys.stdout.isatty() else 2)
