@@ -10,7 +10,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['NucleiError', 'atomic_path', 'save_figure', 'remove_temporaries', 'ensure_dir', 'cache_dir', 'native_stderr_silenced',
-           'import_tensorflow', 'progress_bar', 'CommandParser', 'run_command']
+           'import_tensorflow', 'progress_bar', 'CommandParser', 'positive_number', 'diameter_arg', 'run_command']
 
 # %% ../nbs/00_core.ipynb #cca5dc46
 class NucleiError(Exception):
@@ -93,6 +93,18 @@ def progress_bar(items, desc: str, total: int | None = None, progress: bool | No
 class CommandParser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors raise `NucleiError` instead of printing usage and exiting."
     def error(self, message): raise NucleiError(message)
+
+# %% ../nbs/00_core.ipynb #37bfccae
+def positive_number(text: str) -> float:
+    "An argparse type: a number above 0 (a number of pixels, say)."
+    try: value = float(text)
+    except ValueError: value = float('nan')
+    if not value > 0 or value == float('inf'): raise argparse.ArgumentTypeError(f'{text!r} is not a positive number')
+    return value
+
+def diameter_arg(text: str) -> float | None:
+    "An argparse type for `--diameter`: `auto` (None: estimate it) or a positive number of pixels."
+    return None if text.strip().lower() == 'auto' else positive_number(text)
 
 # %% ../nbs/00_core.ipynb #45e050ba
 def run_command(prog: str, body, argv: list[str] | None = None) -> int:

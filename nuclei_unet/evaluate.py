@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .core import CommandParser, NucleiError, progress_bar, run_command
+from .core import CommandParser, diameter_arg, NucleiError, progress_bar, run_command
 from .data import MODALITIES, Sample, decode_file, list_samples, read_sample
 from .eda import modality
 from .metrics import THRESHOLDS, dice, iou_matrix, match
@@ -88,17 +88,21 @@ def _evaluate(argv: list[str] | None) -> int:
     src.add_argument('--pred', type=Path, help='nuclei_predict output folder (labels/<id>.png) instead of a model')
     p.add_argument('--val', action='store_true', help="only the model's own validation images (recorded in its file)")
     p.add_argument('--tta', action='store_true', help='with a model: test-time augmentation')
+    p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
+                   help='with a model: median nucleus diameter in pixels, or auto to estimate it per image (default auto)')
     p.add_argument('--json', action='store_true', help='end with the scores as one line of JSON')
     a = p.parse_args(argv)
     samples = list_samples(a.data)
     if a.pred is not None and not a.pred.is_dir(): raise NucleiError(f'--pred {a.pred}: no such folder')
-    if a.pred is not None and (a.val or a.tta): raise NucleiError(f"--{'val' if a.val else 'tta'}: needs a model, not --pred")
+    model_only = [f for f, on in (('--val', a.val), ('--tta', a.tta), ('--diameter', a.diameter is not None)) if on]
+    if a.pred is not None and model_only: raise NucleiError(f"{model_only[0]}: needs a model, not --pred")
     predict = None
     if a.pred is None:
         from nuclei_unet.predict import Predictor, pretrained_path
         predictor = Predictor(a.model or pretrained_path(), tta=a.tta)
+        predictor.check_diameter(a.diameter)
         if a.val: samples = validation_samples(samples, predictor.info, str(predictor.path))
-        predict = lambda image: predictor(image)[1]
+        predict = lambda image: predictor.predict(image, a.diameter).labels
     rows = evaluate(samples, predict=predict, pred_dir=a.pred)
     summary = summarize_scores(rows)
     print(format_scores(rows, summary))

@@ -5,7 +5,7 @@
 # %% ../nbs/06_instances.ipynb #3b8e35c8
 from __future__ import annotations
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import cv2
@@ -38,6 +38,11 @@ class InstanceParams:
     min_seed: int = 4             # smallest seed kept (pixels)
     min_size: int = 12            # smallest nucleus kept (pixels); DSB2018's smallest is 21
     use_border: bool = True       # split touching nuclei with the border output; False: foreground only
+
+    def at_zoom(self, zoom: float) -> InstanceParams:
+        "These thresholds for instances made at the image's scale when the network worked at `zoom` x it: sizes / zoom**2."
+        if zoom == 1: return self
+        return replace(self, min_seed=max(1, round(self.min_seed / zoom**2)), min_size=max(1, round(self.min_size / zoom**2)))
 
 def _components(mask: np.ndarray) -> np.ndarray:
     "8-connected components of a boolean mask as int32 labels (as `skimage.measure.label`, in a quarter the memory)."

@@ -4,11 +4,12 @@
 
 # %% ../nbs/05_predict.ipynb #1ea539ca
 from __future__ import annotations
-import csv, importlib.resources, sys
+import csv, importlib.resources, json, sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .core import CommandParser, NucleiError, atomic_path, ensure_dir, import_tensorflow, progress_bar, remove_temporaries, run_command, save_figure
+from .core import CommandParser, diameter_arg, NucleiError, atomic_path, ensure_dir, import_tensorflow, progress_bar, remove_temporaries, run_command, save_figure
 
 import_tensorflow()
 import cv2
@@ -17,17 +18,19 @@ import numpy as np
 
 from .data import Sample, decode_file, list_samples, read_sample
 from .eda import outline
-from .instances import InstanceParams, labels_to_rles, probabilities_to_labels
+from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels
 from .metrics import dice, dsb_score
 from .model import UNetConfig, intensity_range, load_model, normalize_image
 from .synthetic import default_data
 
 # %% auto #0
-__all__ = ['MIN_SIDE', 'PRETRAINED', 'check_tile', 'predict_probabilities', 'Predictor', 'pretrained_path', 'load_pretrained',
-           'plot_prediction', 'write_submission', 'predict_folder', 'main']
+__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'PRETRAINED', 'SUMMARY_COLUMNS', 'check_tile',
+           'predict_probabilities', 'Prediction', 'Predictor', 'pretrained_path', 'load_pretrained', 'plot_prediction',
+           'write_submission', 'write_summary', 'predict_folder', 'main']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
+MAX_PASSES, AGREEMENT, ZOOM_RANGE = 3, 1.2, (1 / 8, 4)   # automatic diameter: passes, tolerance, zoom limits
 
 def _pad_to(x: np.ndarray, h: int, w: int) -> np.ndarray:
     "Reflect-pad (H,W,C) `x` at the bottom and right to (h,w,C)."
@@ -70,42 +73,101 @@ def _predict_tile(model: keras.Model, x: np.ndarray, multiple: int, tta: bool) -
         acc = acc + (p[:, ::-1] if flip else p)
     return (acc / len(views))[:h, :w]
 
+# %% ../nbs/05_predict.ipynb #a7c1e0d2
+def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    "(h0,w0,C) float32 -> (h,w,C): area averaging to shrink, bilinear to enlarge."
+    if x.shape[:2] == (h, w): return x
+    r = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA if h < x.shape[0] else cv2.INTER_LINEAR)
+    return r.reshape(h, w, -1)
+
 def predict_probabilities(model: keras.Model, cfg: UNetConfig, image: np.ndarray, tile: int = 512,
-                          overlap: int = 64, tta: bool = False) -> np.ndarray:
-    "RGB uint8 image (H,W,3) -> float32 probabilities (H,W,len(cfg.outputs)) at the same size, tiled above `tile`."
+                          overlap: int = 64, tta: bool = False, zoom: float = 1.0) -> np.ndarray:
+    "RGB uint8 image (H,W,3) -> float32 probabilities (H,W,len(cfg.outputs)), the network seeing it resized by `zoom`, tiled above `tile`."
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}')
     check_tile(tile, cfg, overlap)
+    if not 0 < zoom < 64: raise ValueError(f'zoom {zoom}: must be above 0 and below 64')
     value_range = intensity_range(image, cfg.percentiles)
-    ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
-    if len(ys) == len(xs) == 1:
-        return _predict_tile(model, normalize_image(image, value_range=value_range), cfg.multiple, tta).astype(np.float32)
+    side, margin = max(MIN_SIDE, round(tile / zoom)), round(overlap / zoom)     # tiles in original pixels
+
+    def tile_probabilities(sl):
+        x = normalize_image(image[sl], value_range=value_range)
+        th, tw = x.shape[:2]
+        p = _predict_tile(model, _resize(x, max(1, round(th * zoom)), max(1, round(tw * zoom))), cfg.multiple, tta)
+        return _resize(p.astype(np.float32), th, tw)
+
+    ys, xs = _starts(h, side, margin), _starts(w, side, margin)
+    if len(ys) == len(xs) == 1: return tile_probabilities(np.s_[:, :])
     acc = np.zeros((h, w, len(cfg.outputs)), np.float32)
     wy, wx = np.zeros(h, np.float32), np.zeros(w, np.float32)          # the weights are separable: a grid of tiles
-    for y0 in ys: wy[y0:y0 + tile] += _ramp(min(tile, h - y0), overlap)
-    for x0 in xs: wx[x0:x0 + tile] += _ramp(min(tile, w - x0), overlap)
+    for y0 in ys: wy[y0:y0 + side] += _ramp(min(side, h - y0), margin)
+    for x0 in xs: wx[x0:x0 + side] += _ramp(min(side, w - x0), margin)
     for y0 in ys:
         for x0 in xs:
-            sl = np.s_[y0:y0 + tile, x0:x0 + tile]
-            p = _predict_tile(model, normalize_image(image[sl], value_range=value_range), cfg.multiple, tta)
-            acc[sl] += p * np.outer(_ramp(p.shape[0], overlap), _ramp(p.shape[1], overlap))[..., None]
+            sl = np.s_[y0:y0 + side, x0:x0 + side]
+            p = tile_probabilities(sl)
+            acc[sl] += p * np.outer(_ramp(p.shape[0], margin), _ramp(p.shape[1], margin))[..., None]
     acc /= wy[:, None, None]
     acc /= wx[None, :, None]
     return acc
 
 # %% ../nbs/05_predict.ipynb #61753b73
+@dataclass(frozen=True)
+class Prediction:
+    "One image's result at its original size, and the nucleus diameter it was treated as having."
+    probabilities: np.ndarray     # float32 (H,W,C) in 0..1: foreground [, border]
+    labels: np.ndarray            # int32 (H,W): 0 background, 1..N nuclei
+    diameter: float | None        # median nucleus diameter (px) the image was scaled from; None: native-scale model
+    diameter_source: str          # 'given', 'estimated', 'model' (estimate found no nuclei) or 'native'
+
+    @property
+    def estimated(self) -> bool: return self.diameter_source == 'estimated'
+
 class Predictor:
-    "A loaded model with its config and instance thresholds: `predictor(image) -> (probabilities, labels)`."
+    "A loaded model with its config and instance thresholds: `predictor.predict(image, diameter=None) -> Prediction`."
     def __init__(self, model_path: str | Path, params: InstanceParams | None = None, tta: bool = False, tile: int = 512):
         self.model, self.cfg, self.info = load_model(model_path)
         self.path, self.tta, self.tile = Path(model_path), tta, check_tile(tile, self.cfg)
         stored = self.info.get('tta_instances') if tta else None      # thresholds tuned for TTA, where the model has them
         self.params = params or InstanceParams(**(stored or self.info.get('instances', {})))
 
-    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        "RGB uint8 (H,W,3) -> (float32 probabilities (H,W,C), int32 instance labels (H,W))."
-        prob = predict_probabilities(self.model, self.cfg, image, tile=self.tile, tta=self.tta)
-        return prob, probabilities_to_labels(prob, self.params)
+    def _at(self, image: np.ndarray, zoom: float) -> tuple[np.ndarray, np.ndarray]:
+        "(probabilities, labels) of `image` with the network at `zoom`."
+        prob = predict_probabilities(self.model, self.cfg, image, tile=self.tile, tta=self.tta, zoom=zoom)
+        return prob, probabilities_to_labels(prob, self.params.at_zoom(zoom))
+
+    def _estimate(self, image: np.ndarray) -> Prediction:
+        "Predict at the model's diameter, measure the nuclei found, and predict again at their scale until it agrees."
+        d_net, zoom = self.cfg.diameter, 1.0
+        for _ in range(MAX_PASSES):
+            prob, labels = self._at(image, zoom)
+            found = median_diameter(labels)
+            if found is None: return Prediction(prob, labels, d_net / zoom, 'model' if zoom == 1 else 'estimated')
+            new_zoom = float(np.clip(d_net / found, *ZOOM_RANGE))
+            if abs(np.log(new_zoom / zoom)) <= np.log(AGREEMENT): break        # the network saw nuclei of about its size
+            zoom = new_zoom
+        return Prediction(prob, labels, d_net / zoom, 'estimated')
+
+    def check_diameter(self, diameter: float | None) -> float | None:
+        "`diameter` if this model can use it: a positive number of pixels for a model that records a diameter, or None."
+        if diameter is None: return None
+        if self.cfg.diameter is None: raise NucleiError(f'{self.path}: this model records no diameter (it works at native scale); leave out --diameter')
+        if not diameter > 0: raise NucleiError(f'--diameter {diameter:g}: must be a positive number of pixels')
+        return float(diameter)
+
+    def predict(self, image: np.ndarray, diameter: float | None = None) -> Prediction:
+        "RGB uint8 (H,W,3) -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used)."
+        diameter = self.check_diameter(diameter)
+        if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0), None, 'native')
+        if diameter is None: return self._estimate(image)
+        if diameter > min(image.shape[:2]) / 2:
+            raise NucleiError(f'--diameter {diameter:g}: larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
+        return Prediction(*self._at(image, self.cfg.diameter / diameter), float(diameter), 'given')
+
+    def __call__(self, image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        "RGB uint8 (H,W,3) -> (float32 probabilities (H,W,C), int32 instance labels (H,W)), as `predict`."
+        r = self.predict(image, diameter)
+        return r.probabilities, r.labels
 
 # %% ../nbs/05_predict.ipynb #45b89564
 PRETRAINED = 'dsb2018_unet.keras'
@@ -147,10 +209,23 @@ def write_submission(ids: Sequence[str], labels_dir: Path, path: Path) -> Path:
             for r in rles or ['']: w.writerow([i, r])
     return path
 
+SUMMARY_COLUMNS = ('image', 'nuclei', 'diameter_px', 'diameter_source')
+
+def write_summary(ids: Sequence[str], records_dir: Path, path: Path) -> Path:
+    "`summary.csv`, one row per image from `records_dir/<id>.json`: nuclei count and the diameter used (px) and its source."
+    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(SUMMARY_COLUMNS)
+        for i in ids:
+            r = json.loads((records_dir/f'{i}.json').read_text()) if (records_dir/f'{i}.json').exists() else {}
+            d = r.get('diameter')
+            w.writerow([i, r.get('nuclei', ''), '' if d is None else f'{d:.2f}', r.get('diameter_source', '')])
+    return path
+
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
-                   progress: bool | None = None) -> tuple[list[str], int, list[str]]:
-    "Predict every sample into `out`: (ids with outputs, how many of them were already done, errors of skipped images)."
-    for d in ('masks', 'labels', 'figures'): ensure_dir(out/d); remove_temporaries(out/d)
+                   progress: bool | None = None, diameter: float | None = None) -> tuple[list[str], int, list[str]]:
+    "Predict every sample into `out` (`diameter`: px, None = estimated): (ids with outputs, how many were already done, errors)."
+    for d in ('masks', 'labels', 'figures', 'records'): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
     done, failed, kept = [], [], 0
     for s in progress_bar(samples, 'predicting', progress=progress):
@@ -159,34 +234,43 @@ def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, o
             continue
         try:
             image, truth = read_sample(s)
-            prob, labels = predictor(image)
+            r = predictor.predict(image, diameter)
+            labels = r.labels
             if labels.max() >= 2**16: raise NucleiError(f'{labels.max():,} nuclei found, more than a 16-bit label image holds; predict it in parts')
         except NucleiError as e:
             failed.append(f'{s.image}: {e}' if str(s.image) not in str(e) else str(e)); continue
+        if r.diameter_source == 'model': print(f'{s.id}: no nuclei found to estimate the diameter; used the model\'s {r.diameter:g} px', file=sys.stderr)
         save_figure(plot_prediction(s.id, image, labels, truth), out/'figures'/f'{s.id}.png')
+        record = dict(id=s.id, nuclei=int(labels.max()), diameter=r.diameter, diameter_source=r.diameter_source)
+        with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
         for sub, arr in (('masks', (labels > 0).astype(np.uint8) * 255), ('labels', labels.astype(np.uint16))):
             with atomic_path(out/sub/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), arr)
         done.append(s.id)
-    if done: write_submission(done, out/'labels', out/'submission.csv')
+    if done:
+        write_submission(done, out/'labels', out/'submission.csv')
+        write_summary(done, out/'records', out/'summary.csv')
     return done, kept, failed
 
 # %% ../nbs/05_predict.ipynb #435e5919
 def _predict(argv: list[str] | None) -> int:
     "Body of the `nuclei_predict` command."
-    p = CommandParser(prog='nuclei_predict', description='Find nuclei in every image of a folder, at native resolution.')
+    p = CommandParser(prog='nuclei_predict', description='Find nuclei in every image of a folder; outputs at each image\'s own size.')
     p.add_argument('--data', type=Path, help='Kaggle-layout or flat image folder (default: synthetic samples)')
     p.add_argument('--model', type=Path, help='model file from nuclei_train (.keras; default: the bundled DSB2018 model)')
     p.add_argument('--out', type=Path, default=Path('output/predict'), help='output folder (default output/predict)')
     p.add_argument('--tta', action='store_true', help='average 8 flipped/rotated views (8x slower)')
+    p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
+                   help="median nucleus diameter of the images in pixels, or auto to estimate it per image (default auto)")
     p.add_argument('--tile', type=int, default=512, help='tile side for large images (default 512)')
     p.add_argument('--overwrite', action='store_true', help='predict again images already done')
     a = p.parse_args(argv)
     predictor = Predictor(a.model or pretrained_path(), tta=a.tta, tile=a.tile)
+    predictor.check_diameter(a.diameter)
     samples = list_samples(a.data if a.data is not None else default_data())
     out = ensure_dir(a.out)
-    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite)
+    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter)
     print(f'{len(done) - kept} images predicted, {kept} already done (--overwrite redoes them), {len(failed)} skipped; '
-          f'{out}: masks/, labels/, figures/, submission.csv')
+          f'{out}: masks/, labels/, figures/, records/, submission.csv, summary.csv')
     for line in failed: print(f'nuclei_predict: skipped {line}', file=sys.stderr)
     return 1 if failed else 0
 

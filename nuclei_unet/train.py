@@ -4,11 +4,11 @@
 
 # %% ../nbs/04_train.ipynb #b2e38e04
 from __future__ import annotations
-import argparse, csv, hashlib, math, os, sys, time
+import csv, hashlib, math, os, sys, time
 from pathlib import Path
 from typing import Sequence
 
-from .core import CommandParser, NucleiError, atomic_path, ensure_dir, import_tensorflow, remove_temporaries, run_command, save_figure
+from .core import CommandParser, positive_number, NucleiError, atomic_path, ensure_dir, import_tensorflow, remove_temporaries, run_command, save_figure
 
 tf = import_tensorflow()
 import cv2
@@ -239,13 +239,6 @@ def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epoc
     return rows
 
 # %% ../nbs/04_train.ipynb #f1cc0e55
-def _network_diameter(text: str) -> float:
-    "A --diameter value: a positive number of pixels."
-    try: value = float(text)
-    except ValueError: value = math.nan
-    if not value > 0: raise argparse.ArgumentTypeError(f'{text!r} is not a positive number of pixels')
-    return value
-
 def _names(text: str) -> tuple[str, ...]:
     "A comma-separated list of names."
     return tuple(n.strip() for n in text.split(',') if n.strip())
@@ -265,7 +258,7 @@ def _train(argv: list[str] | None) -> int:
     p.add_argument('--residual', action='store_true', help='residual (ResNet) blocks')
     p.add_argument('--batch-norm', action='store_true', help='batch normalization')
     p.add_argument('--dropout', type=float, default=0.0, help='spatial dropout rate (default 0)')
-    p.add_argument('--diameter', type=_network_diameter, help='nucleus diameter in pixels the network works at; '
+    p.add_argument('--diameter', type=positive_number, help='nucleus diameter in pixels the network works at; '
                    'each image is scaled to it from its masks (default: native scale, no rescaling)')
     p.add_argument('--jitter', type=float, default=1.25, help='with --diameter: random scale factor up to this either way (default 1.25)')
     p.add_argument('--augment', type=_names, default=(), help=f'extra augmentations, comma-separated: {",".join(AUGMENTATIONS)}')

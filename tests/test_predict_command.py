@@ -131,3 +131,38 @@ def test_papermill_predict_run(tmp_path, model):
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list((tmp_path / 'run' / 'labels').iterdir())) == 24
     assert 'mean of 24' in (tmp_path / 'out.ipynb').read_text()
+
+
+@pytest.fixture(scope='module')
+def diameter_model(tmp_path_factory):
+    "A small model trained by the real command at a network diameter of 16 px."
+    run = tmp_path_factory.mktemp('train_d') / 'run'
+    code, _, err = run_script('nuclei_train', '-s', '64', '-c', '0.5', '-e', '1', '--steps-per-epoch', '2', '--diameter', '16',
+                              '--augment', 'stain,blur', '--out', run)
+    assert code == 0, err
+    return run / 'model.keras'
+
+
+def test_diameter_auto_and_given(tmp_path, diameter_model, held_out):
+    "Both modes write every output at the original size and say, per image, which diameter was used."
+    for mode, source in (('auto', {'estimated', 'model'}), ('60', {'given'})):
+        out = tmp_path / mode
+        code, _, err = run_script('nuclei_predict', '--data', held_out, '--model', diameter_model, '--out', out, '--diameter', mode)
+        assert code == 0, err
+        rows = {r['image']: r for r in csv.DictReader(open(out / 'summary.csv'))}
+        assert set(rows) == {s.id for s in list_samples(held_out)}
+        for s in list_samples(held_out):
+            assert decode_file(out / 'labels' / f'{s.id}.png').shape == read_image(s.image).shape[:2]
+            assert rows[s.id]['diameter_source'] in source and float(rows[s.id]['diameter_px']) > 0
+            assert int(rows[s.id]['nuclei']) == decode_file(out / 'labels' / f'{s.id}.png').max()
+        if mode == '60': assert {float(r['diameter_px']) for r in rows.values()} == {60.0}
+
+
+def test_diameter_bad_input(tmp_path, model, diameter_model):
+    data = make_synthetic(tmp_path / 'syn', n=2)
+    for bad in ('0', '-4', 'big'):
+        assert_one_line_error(run_script('nuclei_predict', '--data', data, '--diameter', bad), 'nuclei_predict', '--diameter', bad)
+    assert_one_line_error(run_script('nuclei_predict', '--data', data, '--model', model, '--diameter', '30', '--out', tmp_path / 'n'),
+                          'nuclei_predict', str(model), 'records no diameter')
+    code, out, err = run_script('nuclei_predict', '--data', data, '--model', diameter_model, '--diameter', '200', '--out', tmp_path / 'o')
+    assert code == 1 and '0 images predicted' in out and err.count('larger than half') == 2, (out, err)
