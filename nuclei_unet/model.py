@@ -18,7 +18,7 @@ from skimage.segmentation import find_boundaries
 
 # %% auto #0
 __all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'UNetConfig', 'build_unet', 'intensity_range', 'normalize_image',
-           'make_targets', 'save_model', 'read_model_info', 'load_model']
+           'make_targets', 'save_model', 'read_model_info', 'read_model_config', 'load_model']
 
 # %% ../nbs/02_model.ipynb #fb46a65b
 SIZES = (64, 128, 256, 512)
@@ -146,6 +146,10 @@ def read_model_info(path: str | os.PathLike) -> dict:
         with zipfile.ZipFile(path) as z: return json.loads(z.read('nuclei_unet.json'))
     except (zipfile.BadZipFile, KeyError, ValueError):
         raise NucleiError(f'{path}: not a nuclei_unet model (.keras file with nuclei_unet.json)') from None
+
+def read_model_config(path: str | os.PathLike) -> UNetConfig:
+    "The `UNetConfig` stored in model file `path`, without loading the network."
+    return UNetConfig.from_json(json.dumps(read_model_info(path)['config']))
 
 def load_model(path: str | os.PathLike, compile: bool = False) -> tuple[keras.Model, UNetConfig, dict]:
     "Load a model saved by `save_model`: (model, config, extra state)."

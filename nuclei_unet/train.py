@@ -5,6 +5,8 @@
 # %% ../nbs/04_train.ipynb #b2e38e04
 from __future__ import annotations
 import csv, hashlib, math, os, sys, time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -20,12 +22,14 @@ from .data import Sample, list_samples, read_sample
 from .eda import collect_stats
 from .instances import median_diameter
 from .metrics import bce_dice_loss, dice_coef
-from .model import AUGMENTATIONS, UNetConfig, build_unet, intensity_range, load_model, make_targets, normalize_image, read_model_info, save_model
+from .model import AUGMENTATIONS, UNetConfig, build_unet, intensity_range, load_model, make_targets, normalize_image, read_model_config, read_model_info, save_model
+from .predict import pretrained_path
 from .synthetic import default_data
 
 # %% auto #0
-__all__ = ['tf', 'split_samples', 'crop_example', 'load_example', 'prepare_samples', 'augment', 'make_dataset', 'plot_history',
-           'write_history', 'cosine_lr', 'RunCheckpoint', 'train', 'main']
+__all__ = ['tf', 'ARCHITECTURE', 'split_samples', 'crop_example', 'load_example', 'prepare_samples', 'augment', 'make_dataset',
+           'plot_history', 'write_history', 'cosine_lr', 'RunCheckpoint', 'init_config', 'cpu_flags',
+           'training_precision', 'dtype_policy', 'rebuild', 'train', 'main']
 
 # %% ../nbs/04_train.ipynb #ffc844a7
 def _rank(sample_id: str) -> str: return hashlib.md5(sample_id.encode()).hexdigest()
@@ -179,9 +183,9 @@ def cosine_lr(epoch: int, epochs: int, lr: float) -> float:
 # %% ../nbs/04_train.ipynb #ba34cebe
 class RunCheckpoint(keras.callbacks.Callback):
     "Write model.keras (best by validation loss), last.keras, history.csv and hist.png after each epoch."
-    def __init__(self, out: Path, cfg: UNetConfig, rows: list[dict], best: float, run: dict):
+    def __init__(self, out: Path, cfg: UNetConfig, rows: list[dict], best: float, run: dict, extra: dict | None = None):
         super().__init__()
-        self.out, self.cfg, self.rows, self.best, self.run = out, cfg, rows, best, run
+        self.out, self.cfg, self.rows, self.best, self.run, self.extra = out, cfg, rows, best, run, extra or {}
 
     def on_epoch_end(self, epoch, logs=None):
         row = {'epoch': epoch, **{k: float(v) for k, v in (logs or {}).items()}}
@@ -189,17 +193,70 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.rows.append(row)
         if row['val_loss'] < self.best:
             self.best = row['val_loss']
-            save_model(keras.Model(self.model.inputs, self.model.outputs), self.cfg, self.out/'model.keras',
-                       epoch=epoch, val_loss=self.best, val_dice=row.get('val_dice_coef'), run=self.run)
-        save_model(self.model, self.cfg, self.out/'last.keras', history=self.rows, best_val_loss=self.best, run=self.run)
+            save_model(rebuild(self.model, self.cfg), self.cfg, self.out/'model.keras',          # float32 layers, no optimizer
+                       epoch=epoch, val_loss=self.best, val_dice=row.get('val_dice_coef'), run=self.run, **self.extra)
+        save_model(self.model, self.cfg, self.out/'last.keras', history=self.rows, best_val_loss=self.best, run=self.run, **self.extra)
         write_history(self.rows, self.out/'history.csv')
         save_figure(plot_history(self.rows), self.out/'hist.png')
+
+# %% ../nbs/04_train.ipynb #b12dc884
+ARCHITECTURE = ('channel_rate', 'levels', 'residual', 'batch_norm', 'dropout', 'outputs')   # fixed by a model's weights
+
+def init_config(path: str | os.PathLike, **given) -> UNetConfig:
+    "The `UNetConfig` of model file `path` with the settings in `given` that are not None; a different architecture is refused."
+    saved = read_model_config(path)
+    for k, v in given.items():
+        if k in ARCHITECTURE and v is not None and v != getattr(saved, k):
+            flag = '--' + k.replace('_', '-')
+            raise NucleiError(f'{flag} {v}: the --init model {path} has {k} {getattr(saved, k)}; leave {flag} out to keep it')
+    return replace(saved, **{k: v for k, v in given.items() if v is not None})
+
+def cpu_flags() -> set[str]:
+    "The CPU feature flags of this machine from /proc/cpuinfo (empty where there is none: macOS, Windows)."
+    try: text = Path('/proc/cpuinfo').read_text()
+    except OSError: return set()
+    return set(next((l.split(':', 1)[1].split() for l in text.splitlines() if l.startswith('flags')), []))
+
+def training_precision(gpus: bool, flags: set[str] | None = None) -> str:
+    "The Keras dtype policy for training here: mixed_float16 on GPUs, mixed_bfloat16 on CPUs with bf16 instructions, else float32."
+    if gpus: return 'mixed_float16'
+    return 'mixed_bfloat16' if {'avx512_bf16', 'amx_bf16'} & (cpu_flags() if flags is None else flags) else 'float32'
+
+@contextmanager
+def dtype_policy(name: str):
+    "Keras's global dtype policy set to `name` within the block, restored after it."
+    saved = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try: yield name
+    finally: keras.mixed_precision.set_global_policy(saved)
+
+def _inner(optimizer): return getattr(optimizer, 'inner_optimizer', optimizer)   # under a loss-scale wrapper (float16)
+
+def rebuild(model: keras.Model, cfg: UNetConfig, policy: str = 'float32', optimizer: bool = False) -> keras.Model:
+    "A copy of `model` whose layers compute in `policy`, with its weights (and, with `optimizer`, its compiled optimizer's state)."
+    with dtype_policy(policy): new = build_unet(cfg)
+    new.set_weights(model.get_weights())
+    if optimizer:
+        with dtype_policy(policy):
+            new.compile(_inner(model.optimizer).__class__.from_config(_inner(model.optimizer).get_config()),
+                        loss=bce_dice_loss, metrics=[dice_coef])
+        _inner(new.optimizer).build(new.trainable_variables)
+        for mine, theirs in zip(_inner(new.optimizer).variables, _inner(model.optimizer).variables): mine.assign(theirs)
+    return new
 
 # %% ../nbs/04_train.ipynb #e7cc317b
 def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epochs: int = 20, batch_size: int = 8,
           lr: float = 1e-3, val_fraction: float = 0.1, seed: int = 0, steps_per_epoch: int | None = None,
-          verbose: int | str = 'auto') -> list[dict]:
+          verbose: int | str = 'auto', init: str | os.PathLike | None = None, precision: str | None = None) -> list[dict]:
     "Train (or resume) a U-Net on the samples in `data`, writing model.keras, last.keras, history.csv, hist.png to `out`."
+    gpus = tf.config.list_physical_devices('GPU')
+    with dtype_policy(precision or training_precision(bool(gpus))) as policy:
+        if policy != 'float32': print(f'training with the {policy} policy', file=sys.stderr)
+        return _train_run(data, Path(out), cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus)
+
+def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus) -> list[dict]:
+    "The body of `train`, in the precision it chose."
+    policy = keras.mixed_precision.global_policy().name
     if epochs < 1: raise NucleiError(f'--epochs {epochs}: must be at least 1')
     if batch_size < 1: raise NucleiError(f'--batch-size {batch_size}: must be at least 1')
     samples = list_samples(data)
@@ -211,8 +268,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epoc
     steps = steps_per_epoch or max(1, math.ceil(len(train_s) / batch_size))
     run = dict(data=str(data), epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
                steps_per_epoch=steps, train_images=len(train_s), val_ids=[s.id for s in val_s])
-    gpus = tf.config.list_physical_devices('GPU')
-    if gpus: keras.mixed_precision.set_global_policy('mixed_float16')
+    extra = {}
     strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     rows, best = [], math.inf
@@ -221,11 +277,19 @@ def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epoc
             model, saved_cfg, state = load_model(out/'last.keras', compile=True)
             if saved_cfg != cfg:
                 raise NucleiError(f'{out}: holds a run with other model settings ({saved_cfg.to_json()}); use another --out')
-            rows, best = state['history'], state['best_val_loss']
+            if model.layers[1].dtype_policy.name != policy: model = rebuild(model, cfg, policy, optimizer=True)
+            rows, best, run['init'] = state['history'], state['best_val_loss'], state.get('run', {}).get('init')
+            extra = {k: state[k] for k in ('instances', 'tta_instances') if k in state}
             if (out/'model.keras').exists(): best = min(best, read_model_info(out/'model.keras').get('val_loss', best))
             print(f'resuming {out} after epoch {len(rows)} of {epochs}', file=sys.stderr)
         else:
             model = build_unet(cfg)
+            if init is not None:
+                start, init_cfg, init_info = load_model(init)
+                if init_cfg.outputs != cfg.outputs: raise NucleiError(f'--init {init}: its outputs {init_cfg.outputs} differ from {cfg.outputs}')
+                model.set_weights(start.get_weights())
+                run['init'] = str(init)
+                extra = {k: init_info[k] for k in ('instances', 'tta_instances') if k in init_info}   # its tuned thresholds
             model.compile(keras.optimizers.Adam(lr), loss=bce_dice_loss, metrics=[dice_coef], jit_compile=bool(gpus))
     if len(rows) >= epochs:
         print(f'{out}: already trained for {len(rows)} epochs', file=sys.stderr)
@@ -234,7 +298,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epoc
               validation_data=make_dataset(val_s, cfg, batch_size, seed, training=False),
               epochs=epochs, initial_epoch=len(rows), steps_per_epoch=steps, verbose=verbose, shuffle=False,
               callbacks=[keras.callbacks.LearningRateScheduler(lambda e: cosine_lr(e, epochs, lr)),
-                         keras.callbacks.TerminateOnNaN(), RunCheckpoint(out, cfg, rows, best, run)])
+                         keras.callbacks.TerminateOnNaN(), RunCheckpoint(out, cfg, rows, best, run, extra)])
     if len(rows) < epochs: raise NucleiError(f'training stopped in epoch {len(rows) + 1}: the loss became NaN (try a lower --lr)')
     return rows
 
@@ -246,30 +310,35 @@ def _names(text: str) -> tuple[str, ...]:
 def _train(argv: list[str] | None) -> int:
     "Body of the `nuclei_train` command."
     p = CommandParser(prog='nuclei_train', description='Train a nuclei U-Net; rerun the same command to resume.')
-    p.add_argument('-s', '--size', type=int, default=256, help='training crop size: 64, 128, 256 or 512 (default 256)')
-    p.add_argument('-c', '--channel-rate', type=float, default=1.0, help='filter multiplier: 0.5, 1 or 2 (default 1)')
+    p.add_argument('-s', '--size', type=int, help='training crop size: 64, 128, 256 or 512 (default 256, or the --init model\'s)')
+    p.add_argument('-c', '--channel-rate', type=float, help='filter multiplier: 0.5, 1 or 2 (default 1, or the --init model\'s)')
     p.add_argument('-e', '--epochs', type=int, default=20, help='epochs (default 20)')
     p.add_argument('--data', type=Path, help='folder with images and masks (default: synthetic samples)')
     p.add_argument('--out', type=Path, default=Path('output/train'), help='run folder (default output/train)')
     p.add_argument('--batch-size', type=int, default=8, help='crops per step (default 8)')
     p.add_argument('--steps-per-epoch', type=int, help='default: training images / batch size')
-    p.add_argument('--lr', type=float, default=1e-3, help='initial learning rate (default 1e-3)')
+    p.add_argument('--lr', type=float, help='initial learning rate (default 1e-3, 1e-4 with --init)')
     p.add_argument('--val-fraction', type=float, default=0.1, help='share of images for validation (default 0.1)')
-    p.add_argument('--residual', action='store_true', help='residual (ResNet) blocks')
-    p.add_argument('--batch-norm', action='store_true', help='batch normalization')
-    p.add_argument('--dropout', type=float, default=0.0, help='spatial dropout rate (default 0)')
+    p.add_argument('--residual', action='store_true', default=None, help='residual (ResNet) blocks')
+    p.add_argument('--batch-norm', action='store_true', default=None, help='batch normalization')
+    p.add_argument('--dropout', type=float, help='spatial dropout rate (default 0)')
     p.add_argument('--diameter', type=positive_number, help='nucleus diameter in pixels the network works at; '
                    'each image is scaled to it from its masks (default: native scale, no rescaling)')
-    p.add_argument('--jitter', type=float, default=1.25, help='with --diameter: random scale factor up to this either way (default 1.25)')
-    p.add_argument('--augment', type=_names, default=(), help=f'extra augmentations, comma-separated: {",".join(AUGMENTATIONS)}')
+    p.add_argument('--jitter', type=float, help='with --diameter: random scale factor up to this either way (default 1.25)')
+    p.add_argument('--augment', type=_names, help=f'extra augmentations, comma-separated: {",".join(AUGMENTATIONS)} (default none)')
+    p.add_argument('--init', help="start from a trained model: 'pretrained' (the bundled one) or a .keras file; "
+                   "its settings are the defaults")
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     a = p.parse_args(argv)
     if a.steps_per_epoch is not None and a.steps_per_epoch < 1: raise NucleiError(f'--steps-per-epoch {a.steps_per_epoch}: must be at least 1')
-    cfg = UNetConfig(size=a.size, channel_rate=a.channel_rate, residual=a.residual, batch_norm=a.batch_norm, dropout=a.dropout,
-                     diameter=a.diameter, diameter_jitter=a.jitter, augment=a.augment)
+    given = dict(size=a.size, channel_rate=a.channel_rate, residual=a.residual, batch_norm=a.batch_norm, dropout=a.dropout,
+                 diameter=a.diameter, diameter_jitter=a.jitter, augment=a.augment)
+    init = (pretrained_path() if a.init == 'pretrained' else Path(a.init)) if a.init else None
+    cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
     t0 = time.time()
-    rows = train(a.data if a.data is not None else default_data(), a.out, cfg, a.epochs, a.batch_size, a.lr,
-                 a.val_fraction, a.seed, a.steps_per_epoch, verbose=1 if sys.stdout.isatty() else 2)
+    rows = train(a.data if a.data is not None else default_data(), a.out, cfg, a.epochs, a.batch_size,
+                 a.lr or (1e-4 if init else 1e-3), a.val_fraction, a.seed, a.steps_per_epoch,
+                 verbose=1 if sys.stdout.isatty() else 2, init=init)
     best = min(rows, key=lambda r: r['val_loss'])
     print(f'best epoch {best["epoch"] + 1}: val_loss {best["val_loss"]:.4f}, val Dice {best["val_dice_coef"]:.4f}; '
           f'{time.time() - t0:.0f} s; wrote {a.out}/model.keras, history.csv, hist.png')
