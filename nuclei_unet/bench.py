@@ -12,20 +12,22 @@ from pathlib import Path
 from .core import CommandParser, import_tensorflow, run_command
 
 tf = import_tensorflow()
+import cv2
 import keras
 import numpy as np
 
-from .data import find_dsb2018, list_samples, read_image
-from .instances import probabilities_to_labels
+from .data import find_dsb2018, list_samples, read_image, read_sample
+from .instances import median_diameter, probabilities_to_labels
 from .evaluate import validation_samples
 from .predict import Predictor, predict_folder, predict_probabilities, pretrained_path
-from .metrics import bce_dice_loss, dice_coef
+from .metrics import bce_dice_loss, dice_coef, dsb_score
 from .model import UNetConfig, build_unet, read_model_info, save_model
 from .synthetic import default_data
 from .train import make_dataset, prepare_samples, split_samples
 
 # %% auto #0
-__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'bench_train', 'markdown_table', 'bench_predict', 'bench_pretrained', 'main']
+__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'SCALE_FACTORS', 'bench_train', 'markdown_table', 'bench_predict',
+           'bench_pretrained', 'bench_scale', 'main']
 
 # %% ../nbs/90_bench.ipynb #aae3e89f
 def _images_per_s(model, make_input, steps: int, batch_size: int) -> float:
@@ -155,16 +157,64 @@ PREDICT_COLUMNS = {'case': lambda r: r['case'], 'channel rate': lambda r: f"{r['
                    'megapixels': lambda r: f"{r['megapixels']:.2f}", 'model alone MP/s': lambda r: f"{r['model_mp_s']:.3f}",
                    'end to end MP/s': lambda r: f"{r['end_to_end_mp_s']:.3f}", 'peak RSS MB': lambda r: f"{r['peak_rss_mb']:,}"}
 
+# %% ../nbs/90_bench.ipynb #51aed30e
+SCALE_FACTORS = (0.5, 1, 2, 3, 4)
+
+def _resize_labels(labels: np.ndarray, h: int, w: int) -> np.ndarray:
+    "int labels (H,W) -> (h,w) by nearest neighbour at pixel centres."
+    rows = ((np.arange(h) + 0.5) * labels.shape[0] / h).astype(np.intp)
+    cols = ((np.arange(w) + 0.5) * labels.shape[1] / w).astype(np.intp)
+    return labels[rows[:, None], cols[None, :]]
+
+def bench_scale(model_path: str | os.PathLike, data: str | os.PathLike, factors=SCALE_FACTORS, n_images: int | None = None,
+                smallest: float = 8.0) -> list[dict]:
+    "mAP on a model's validation images rescaled by each factor (images bilinear, labels nearest), per diameter mode."
+    predictor = Predictor(model_path)
+    modes = {'auto': lambda img, d: None, 'true': lambda img, d: d, 'native': lambda img, d: predictor.cfg.diameter}
+    if predictor.cfg.diameter is None: modes = {'native': modes['native']}                # a native-scale model has one mode
+    scores = {}                                                                           # (factor, mode) -> {id: mAP}
+    for s in validation_samples(list_samples(data), predictor.info, str(model_path))[:n_images]:
+        image, truth = read_sample(s)
+        d = median_diameter(truth)
+        for f in factors:
+            if d is None or d * f < smallest: continue                                   # nuclei too small to find
+            h, w = round(truth.shape[0] * f), round(truth.shape[1] * f)
+            img = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR) if f != 1 else image
+            lab = _resize_labels(truth, h, w) if f != 1 else truth
+            for mode, diameter in modes.items():
+                scores.setdefault((f, mode), {})[s.id] = dsb_score(lab, predictor.predict(img, diameter(img, d * f)).labels)
+    rows = []
+    for f in factors:
+        ids = sorted(scores.get((f, next(iter(modes))), {}))
+        if not ids: continue
+        row = {'factor': f, 'images': len(ids)}
+        for mode in modes:
+            row[mode] = float(np.mean([scores[(f, mode)][i] for i in ids]))
+            row[f'{mode}_vs_1'] = row[mode] - float(np.mean([scores[(1, mode)][i] for i in ids])) if (1, mode) in scores else float('nan')
+        rows.append(row)
+        print(markdown_table(rows[-1:], _scale_columns(modes), header=len(rows) == 1), flush=True)
+    return rows
+
+def _scale_columns(modes) -> dict:
+    "Table columns of `bench_scale` for the diameter modes measured."
+    cols = {'factor': lambda r: f"{r['factor']:g}", 'images': lambda r: str(r['images'])}
+    for m in modes:
+        cols[f'{m} mAP'] = lambda r, m=m: f"{r[m]:.3f}"
+        cols[f'{m} - factor 1 (same images)'] = lambda r, m=m: f"{r[f'{m}_vs_1']:+.3f}"
+    return cols
+
 # %% ../nbs/90_bench.ipynb #f198cda8
 def _bench(argv: list[str] | None) -> int:
     "Body of `python -m nuclei_unet.bench`."
     p = CommandParser(prog='nuclei_unet.bench', description='Print benchmark figures.')
-    p.add_argument('what', choices=['train', 'predict', 'pretrained'], help='what to measure')
+    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'scale'], help='what to measure')
     p.add_argument('--data', type=Path, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
     p.add_argument('--sizes', type=int, nargs='+', default=[128, 256], help='train: crop sizes')
     p.add_argument('--rates', type=float, nargs='+', default=[0.5, 1.0], help='channel rates')
     p.add_argument('--images', type=int, default=12, help='predict: images from the data')
     p.add_argument('--large', type=int, default=8192, help='predict: side of the large image (0: none)')
+    p.add_argument('--model', type=Path, help='scale: model file (default: the bundled model)')
+    p.add_argument('--all', action='store_true', help='scale: every validation image (default: --images of them)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--steps', type=int, default=8)
     a = p.parse_args(argv)
@@ -172,7 +222,8 @@ def _bench(argv: list[str] | None) -> int:
     print(f'data {data}; {os.cpu_count()} CPUs; GPUs: {len(tf.config.list_physical_devices("GPU"))}; batch {a.batch_size}, {a.steps} steps', flush=True)
     if a.what == 'train': bench_train(data, a.sizes, a.rates, a.batch_size, a.steps)
     elif a.what == 'predict': bench_predict(data, a.rates, a.images, a.large or None)
-    else: bench_pretrained(data, a.images)
+    elif a.what == 'pretrained': bench_pretrained(data, a.images)
+    else: bench_scale(a.model or pretrained_path(), data, n_images=None if a.all else a.images)
     return 0
 
 def main(argv: list[str] | None = None) -> int:

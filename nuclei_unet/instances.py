@@ -79,14 +79,14 @@ def probabilities_to_labels(prob: np.ndarray, params: InstanceParams = InstanceP
 # %% ../nbs/06_instances.ipynb #1a29aa30
 def tune_instances(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
                    foreground: Iterable[float] = (0.4, 0.5, 0.6), seed: Iterable[float] = (0.3, 0.4, 0.5, 0.6, 0.7),
-                   min_size: Iterable[int] = (8, 16, 32), use_border: bool = True
+                   min_size: Iterable[int] = (8, 16, 32), use_border: bool = True, zooms: Sequence[float] | None = None
                    ) -> tuple[InstanceParams, list[tuple[InstanceParams, float]]]:
-    "Grid-search `InstanceParams` on (probabilities, true labels) pairs: (best, [(params, mAP), ...] best first)."
+    "Grid-search `InstanceParams` on (probabilities, true labels) pairs, each made at `zooms` (default 1): (best, [(params, mAP), ...] best first)."
     if len(probs) != len(truths) or not probs: raise ValueError('need as many probability maps as label images, at least one')
     scores = []
     for f, s, m in itertools.product(foreground, seed, min_size):
         p = InstanceParams(foreground=f, seed=s, min_size=m, use_border=use_border)
-        scores.append((p, dsb_map((t, probabilities_to_labels(pr, p)) for pr, t in zip(probs, truths))))
+        scores.append((p, dsb_map((t, probabilities_to_labels(pr, p.at_zoom(z))) for pr, t, z in zip(probs, truths, zooms or [1.0] * len(probs)))))
     scores.sort(key=lambda ps: -ps[1])
     return scores[0][0], scores
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pretrained.ipynb #67fb3cf8
 from __future__ import annotations
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,22 +18,25 @@ from .model import load_model, read_model_info, save_model
 from .predict import Predictor, predict_probabilities, pretrained_path
 
 # %% auto #0
-__all__ = ['FOREGROUND_GRID', 'SEED_GRID', 'validation_probabilities', 'score_probabilities', 'select_instances', 'bundle_model']
+__all__ = ['FOREGROUND_GRID', 'SEED_GRID', 'validation_probabilities', 'score_probabilities', 'select_instances', 'bundle_model',
+           'PairedDifference', 'paired_difference']
 
 # %% ../nbs/08_pretrained.ipynb #c05659f3
 def validation_probabilities(model_path: str | Path, data: str | Path, tta: bool = False) -> list[dict]:
-    "A model's probabilities on its own validation images in `data`: [{id, modality, prob (float32 H,W,C), truth (int32 H,W)}]."
+    "A model's probabilities on its own validation images in `data`: [{id, modality, prob (float32 H,W,C), truth (int32 H,W), zoom}]."
     predictor = Predictor(model_path, tta=tta)
     items = []
     for s in validation_samples(list_samples(data), predictor.info, str(model_path)):
         image, truth = read_sample(s)
-        prob = predict_probabilities(predictor.model, predictor.cfg, image, tile=predictor.tile, tta=tta)
-        items.append({'id': s.id, 'modality': modality(image), 'prob': prob, 'truth': truth})
+        r = predictor.predict(image)                                     # at the estimated diameter, as nuclei_predict does
+        zoom = predictor.cfg.diameter / r.diameter if r.diameter else 1.0
+        items.append({'id': s.id, 'modality': modality(image), 'prob': r.probabilities, 'truth': truth, 'zoom': zoom})
     return items
 
 def score_probabilities(items: Sequence[dict], params: InstanceParams) -> dict:
     "Scores of `params` on validation probabilities, as `nuclei_evaluate --val` prints them: summary with `per_image` rows."
-    rows = [image_row(it['id'], it['modality'], it['truth'], probabilities_to_labels(it['prob'], params)) for it in items]
+    rows = [image_row(it['id'], it['modality'], it['truth'], probabilities_to_labels(it['prob'], params.at_zoom(it.get('zoom', 1.0))))
+            for it in items]
     return {**summarize_scores(rows), 'per_image': rows}
 
 # %% ../nbs/08_pretrained.ipynb #8619effd
@@ -43,7 +46,7 @@ SEED_GRID = {True: (0.6, 0.7, 0.8, 0.9, 0.95, 0.98), False: (0.7, 0.8, 0.9, 0.95
 def select_instances(items: Sequence[dict], use_border: bool = True) -> tuple[InstanceParams, list[tuple[InstanceParams, float]]]:
     "Tune instance thresholds on validation probabilities for one separation cue: (best, [(params, mAP)] best first)."
     return tune_instances([it['prob'] for it in items], [it['truth'] for it in items], foreground=FOREGROUND_GRID,
-                          seed=SEED_GRID[use_border], use_border=use_border)
+                          seed=SEED_GRID[use_border], use_border=use_border, zooms=[it.get('zoom', 1.0) for it in items])
 
 def bundle_model(model_path: str | Path, params: InstanceParams, validation: dict, dst: str | Path | None = None, **notes) -> Path:
     "Write a trained model with its tuned `params`, `validation` scores and `notes` as the package's bundled model (or `dst`)."
@@ -52,3 +55,23 @@ def bundle_model(model_path: str | Path, params: InstanceParams, validation: dic
     dst = Path(dst) if dst is not None else pretrained_path(check=False)
     dst.parent.mkdir(parents=True, exist_ok=True)
     return save_model(model, cfg, dst, **info)
+
+# %% ../nbs/08_pretrained.ipynb #f6e3ca8c
+@dataclass(frozen=True)
+class PairedDifference:
+    "Mean per-image difference of a score (b - a) on the same images, with a bootstrap interval."
+    n: int
+    mean: float
+    low: float                    # 2.5th percentile of the bootstrap means
+    high: float                   # 97.5th percentile
+
+    @property
+    def clear_win(self) -> bool: return self.low > 0
+
+def paired_difference(a: Sequence[dict], b: Sequence[dict], key: str = 'mAP', n_boot: int = 10_000, seed: int = 0) -> PairedDifference:
+    "Per-image rows of two evaluations (matched by id) -> b minus a, mean and 95% bootstrap interval."
+    by_id = {r['id']: r[key] for r in a}
+    if {r['id'] for r in b} != set(by_id): raise ValueError('the two evaluations must cover the same images')
+    diff = np.array([r[key] - by_id[r['id']] for r in b], np.float64)
+    means = diff[np.random.default_rng(seed).integers(0, len(diff), (n_boot, len(diff)))].mean(axis=1)
+    return PairedDifference(len(diff), float(diff.mean()), *map(float, np.percentile(means, [2.5, 97.5])))
