@@ -20,7 +20,8 @@ from .data import find_dsb2018, list_samples, read_image, read_sample
 from .instances import median_diameter, probabilities_to_labels
 from .evaluate import validation_samples
 from .predict import Predictor, predict_folder, predict_probabilities, pretrained_path
-from .metrics import bce_dice_loss, dice_coef, dsb_score
+from .losses import bce_dice_loss, dice_coef
+from .metrics import dsb_score
 from .model import UNetConfig, build_unet, read_model_info, save_model
 from .synthetic import default_data
 from .train import make_dataset, prepare_samples, split_samples

@@ -21,7 +21,7 @@ from skimage.color import hed2rgb, rgb2hed
 from .data import Sample, list_samples, read_sample
 from .eda import collect_stats
 from .instances import median_diameter
-from .metrics import bce_dice_loss, dice_coef
+from .losses import bce_dice_loss, dice_coef
 from .model import AUGMENTATIONS, UNetConfig, build_unet, intensity_range, load_model, make_targets, normalize_image, read_model_config, read_model_info, save_model
 from .predict import pretrained_path
 from .synthetic import default_data
