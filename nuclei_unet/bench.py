@@ -19,16 +19,17 @@ import numpy as np
 from .data import find_dsb2018, list_samples, read_image, read_sample
 from .instances import median_diameter, probabilities_to_labels
 from .evaluate import validation_samples
-from .predict import Predictor, predict_folder, predict_probabilities, pretrained_path
+from .predict import Predictor, predict_folder, predict_probabilities
 from .losses import bce_dice_loss, dice_coef
 from .metrics import dsb_score
-from .model import UNetConfig, build_unet, read_model_info, save_model
+from .config import UNetConfig, pretrained_path, read_model_info
+from .model import build_unet, save_model
 from .synthetic import default_data
 from .train import make_dataset, prepare_samples, split_samples
 
 # %% auto #0
 __all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'SCALE_FACTORS', 'bench_train', 'markdown_table', 'bench_predict',
-           'bench_pretrained', 'bench_scale', 'main']
+           'bench_pretrained', 'bench_scale', 'bench_parser', 'main']
 
 # %% ../nbs/90_bench.ipynb #aae3e89f
 def _images_per_s(model, make_input, steps: int, batch_size: int) -> float:
@@ -205,8 +206,8 @@ def _scale_columns(modes) -> dict:
     return cols
 
 # %% ../nbs/90_bench.ipynb #f198cda8
-def _bench(argv: list[str] | None) -> int:
-    "Body of `python -m nuclei_unet.bench`."
+def bench_parser() -> CommandParser:
+    "The arguments of `python -m nuclei_unet.bench`."
     p = CommandParser(prog='nuclei_unet.bench', description='Print benchmark figures.')
     p.add_argument('what', choices=['train', 'predict', 'pretrained', 'scale'], help='what to measure')
     p.add_argument('--data', type=Path, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
@@ -218,7 +219,10 @@ def _bench(argv: list[str] | None) -> int:
     p.add_argument('--all', action='store_true', help='scale: every validation image (default: --images of them)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--steps', type=int, default=8)
-    a = p.parse_args(argv)
+    return p
+
+def _bench(a) -> int:
+    "Body of `python -m nuclei_unet.bench`."
     data = a.data or find_dsb2018() or default_data()
     print(f'data {data}; {os.cpu_count()} CPUs; GPUs: {len(tf.config.list_physical_devices("GPU"))}; batch {a.batch_size}, {a.steps} steps', flush=True)
     if a.what == 'train': bench_train(data, a.sizes, a.rates, a.batch_size, a.steps)
@@ -229,7 +233,7 @@ def _bench(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `python -m nuclei_unet.bench`."
-    return run_command('nuclei_unet.bench', _bench, argv)
+    return run_command(bench_parser(), _bench, argv)
 
 # %% ../nbs/90_bench.ipynb #9a2d37e7
 #| eval: false

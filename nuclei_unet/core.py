@@ -9,12 +9,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['NucleiError', 'atomic_path', 'save_figure', 'remove_temporaries', 'ensure_dir', 'cache_dir', 'native_stderr_silenced',
-           'import_tensorflow', 'progress_bar', 'CommandParser', 'positive_number', 'diameter_arg', 'run_command']
+__all__ = ['NucleiError', 'bad_value', 'atomic_path', 'save_figure', 'remove_temporaries', 'ensure_dir', 'cache_dir',
+           'native_stderr_silenced', 'import_tensorflow', 'progress_bar', 'CommandParser', 'positive_number',
+           'diameter_arg', 'flag_message', 'run_command']
 
 # %% ../nbs/00_core.ipynb #cca5dc46
-class NucleiError(Exception):
-    "Bad input from the user: the message is one line that names the file or flag at fault."
+class NucleiError(ValueError):
+    "Bad input: a one-line message naming the file at fault, or the parameter `param` whose value is wrong."
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+def bad_value(param: str, value, reason: str) -> NucleiError:
+    "A `NucleiError` about parameter `param`: '`param` `value`: `reason`'."
+    shown = f'{value:g}' if isinstance(value, float) else ','.join(map(str, value)) if isinstance(value, (tuple, list)) else value
+    return NucleiError(f'{param} {shown}: {reason}', param)
 
 # %% ../nbs/00_core.ipynb #7d2d98e6
 @contextmanager
@@ -48,12 +57,12 @@ def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 # %% ../nbs/00_core.ipynb #60894bb9
-def ensure_dir(path: str | os.PathLike, flag: str = '--out') -> Path:
-    "Create folder `path` (and parents) and check it is writable; otherwise raise a `NucleiError` naming `flag`."
+def ensure_dir(path: str | os.PathLike, param: str = 'out') -> Path:
+    "Create folder `path` (and parents) and check it is writable; otherwise a `NucleiError` about `param`."
     path = Path(path)
     try: path.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise NucleiError(f'{flag} {path}: cannot create folder ({e.strerror})') from None
-    if not os.access(path, os.W_OK | os.X_OK): raise NucleiError(f'{flag} {path}: folder is not writable')
+    except OSError as e: raise bad_value(param, path, f'cannot create folder ({e.strerror})') from None
+    if not os.access(path, os.W_OK | os.X_OK): raise bad_value(param, path, 'folder is not writable')
     return path
 
 # %% ../nbs/00_core.ipynb #16312d0b
@@ -107,13 +116,20 @@ def diameter_arg(text: str) -> float | None:
     return None if text.strip().lower() == 'auto' else positive_number(text)
 
 # %% ../nbs/00_core.ipynb #45e050ba
-def run_command(prog: str, body, argv: list[str] | None = None) -> int:
-    "Call `body(argv)` as command `prog`; user errors become one stderr line and exit code 2."
-    try: return body(argv) or 0
-    except NucleiError as e: msg = str(e)
+def flag_message(error: NucleiError, parser: argparse.ArgumentParser) -> str:
+    "`error`'s message with its leading parameter name replaced by the parser's flag for that parameter."
+    msg = str(error)
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+    if error.param in flags and msg.startswith(error.param): msg = flags[error.param] + msg[len(error.param):]
+    return msg
+
+def run_command(parser: argparse.ArgumentParser, body, argv: list[str] | None = None) -> int:
+    "Parse `argv` with `parser` and call `body(args)`; user errors become one stderr line and exit code 2."
+    try: return body(parser.parse_args(argv)) or 0
+    except NucleiError as e: msg = flag_message(e, parser)
     except OSError as e: msg = f'{e.filename}: {e.strerror}' if e.filename else str(e)
     except KeyboardInterrupt:
-        print(f'{prog}: interrupted', file=sys.stderr)
+        print(f'{parser.prog}: interrupted', file=sys.stderr)
         return 130
-    print(f'{prog}: error: {msg}', file=sys.stderr)
+    print(f'{parser.prog}: error: {msg}', file=sys.stderr)
     return 2

@@ -4,24 +4,21 @@
 
 # %% ../nbs/01_eda.ipynb #4171e24a
 from __future__ import annotations
-import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from .core import CommandParser, ensure_dir, progress_bar, run_command, save_figure
-from .data import MODALITIES, Sample, list_samples, read_sample
-from .synthetic import default_data
+from .core import progress_bar
+from .data import MODALITIES, Sample, read_sample
 
 # %% auto #0
 __all__ = ['modality', 'ImageStats', 'image_stats', 'collect_stats', 'summarize', 'format_summary', 'plot_overview', 'outline',
-           'plot_examples', 'main']
+           'plot_examples']
 
 # %% ../nbs/01_eda.ipynb #27bfb080
 def modality(image: np.ndarray) -> str:
@@ -134,27 +131,3 @@ def plot_examples(samples: Sequence[Sample], stats: Sequence[ImageStats], per_mo
         ax.axis('off')
     fig.tight_layout()
     return fig
-
-# %% ../nbs/01_eda.ipynb #5121d324
-def _eda(argv: list[str] | None) -> int:
-    "Body of the `nuclei_eda` command."
-    p = CommandParser(prog='nuclei_eda', description='Summarize a folder of nuclei images and draw its figures.')
-    p.add_argument('--data', type=Path, help='image folder (Kaggle, images/+masks/, paired or flat); default: synthetic samples')
-    p.add_argument('--out', type=Path, default=Path('output/eda'), help='folder for the figures (default: output/eda)')
-    p.add_argument('--json', action='store_true', help='end with the summary as one line of JSON')
-    args = p.parse_args(argv)
-    data = args.data if args.data is not None else default_data()
-    samples = list_samples(data)
-    out = ensure_dir(args.out)
-    stats = collect_stats(samples)
-    summary = {'data': str(data), **summarize(stats)}
-    figures = [save_figure(plot_overview(stats), out/'overview.png'),
-               save_figure(plot_examples(samples, stats), out/'examples.png')]
-    summary['figures'] = [str(f) for f in figures]
-    print(f'{"data":<18} {data}\n{format_summary(summary)}\n{"figures":<18} {", ".join(summary["figures"])}')
-    if args.json: print(json.dumps(summary))
-    return 0
-
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of `nuclei_eda`: see `nuclei_eda --help`."
-    return run_command('nuclei_eda', _eda, argv)

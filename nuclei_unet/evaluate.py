@@ -4,19 +4,18 @@
 
 # %% ../nbs/07_evaluate.ipynb #b72b7a01
 from __future__ import annotations
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .core import CommandParser, diameter_arg, NucleiError, progress_bar, run_command
-from .data import MODALITIES, Sample, decode_file, list_samples, read_sample
+from .core import NucleiError, progress_bar
+from .data import MODALITIES, Sample, decode_file, read_sample
 from .eda import modality
 from .metrics import THRESHOLDS, dice, iou_matrix, match
 
 # %% auto #0
-__all__ = ['SCORES', 'image_scores', 'evaluate', 'image_row', 'summarize_scores', 'format_scores', 'validation_samples', 'main']
+__all__ = ['SCORES', 'image_scores', 'evaluate', 'image_row', 'summarize_scores', 'format_scores', 'validation_samples']
 
 # %% ../nbs/07_evaluate.ipynb #69de2e86
 SCORES = ('mAP', 'AP50', 'AP75', 'F1', 'dice')
@@ -73,42 +72,7 @@ def format_scores(rows: Sequence[dict], summary: dict) -> str:
 def validation_samples(samples: Sequence[Sample], info: dict, source: str = 'the model') -> list[Sample]:
     "The samples among `samples` that a model held out in training (ids in `info['run']['val_ids']`)."
     ids = set(info.get('run', {}).get('val_ids', []))
-    if not ids: raise NucleiError(f'--val: {source} records no validation images')
+    if not ids: raise NucleiError(f'val: {source} records no validation images', 'val')
     picked = [s for s in samples if s.id in ids]
-    if not picked: raise NucleiError(f'--val: none of the {len(ids)} validation images of {source} is in this folder')
+    if not picked: raise NucleiError(f'val: none of the {len(ids)} validation images of {source} is in this folder', 'val')
     return picked
-
-# %% ../nbs/07_evaluate.ipynb #18133e6f
-def _evaluate(argv: list[str] | None) -> int:
-    "Body of the `nuclei_evaluate` command."
-    p = CommandParser(prog='nuclei_evaluate', description='Score predicted nuclei against true masks (DSB2018 metric).')
-    p.add_argument('--data', type=Path, required=True, help='folder of images with masks')
-    src = p.add_mutually_exclusive_group()
-    src.add_argument('--model', type=Path, help='model file to predict with (.keras; default: the bundled DSB2018 model)')
-    src.add_argument('--pred', type=Path, help='nuclei_predict output folder (labels/<id>.png) instead of a model')
-    p.add_argument('--val', action='store_true', help="only the model's own validation images (recorded in its file)")
-    p.add_argument('--tta', action='store_true', help='with a model: test-time augmentation')
-    p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
-                   help='with a model: median nucleus diameter in pixels, or auto to estimate it per image (default auto)')
-    p.add_argument('--json', action='store_true', help='end with the scores as one line of JSON')
-    a = p.parse_args(argv)
-    samples = list_samples(a.data)
-    if a.pred is not None and not a.pred.is_dir(): raise NucleiError(f'--pred {a.pred}: no such folder')
-    model_only = [f for f, on in (('--val', a.val), ('--tta', a.tta), ('--diameter', a.diameter is not None)) if on]
-    if a.pred is not None and model_only: raise NucleiError(f"{model_only[0]}: needs a model, not --pred")
-    predict = None
-    if a.pred is None:
-        from nuclei_unet.predict import Predictor, pretrained_path
-        predictor = Predictor(a.model or pretrained_path(), tta=a.tta)
-        predictor.check_diameter(a.diameter)
-        if a.val: samples = validation_samples(samples, predictor.info, str(predictor.path))
-        predict = lambda image: predictor.predict(image, a.diameter).labels
-    rows = evaluate(samples, predict=predict, pred_dir=a.pred)
-    summary = summarize_scores(rows)
-    print(format_scores(rows, summary))
-    if a.json: print(json.dumps({**summary, 'per_image': rows}))
-    return 0
-
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of `nuclei_evaluate`: see `nuclei_evaluate --help`."
-    return run_command('nuclei_evaluate', _evaluate, argv)

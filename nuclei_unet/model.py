@@ -5,9 +5,10 @@
 # %% ../nbs/02_model.ipynb #878ccbb3
 from __future__ import annotations
 import json, os, zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
+from .config import MODEL_INFO, OUTPUTS, UNetConfig, read_model_info
 from .core import NucleiError, atomic_path, import_tensorflow
 from . import losses  # noqa: F401 (registers the losses that compiled model files name)
 
@@ -18,62 +19,7 @@ from keras import layers
 from skimage.segmentation import find_boundaries
 
 # %% auto #0
-__all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'UNetConfig', 'build_unet', 'intensity_range', 'normalize_image',
-           'make_targets', 'save_model', 'read_model_info', 'read_model_config', 'load_model']
-
-# %% ../nbs/02_model.ipynb #fb46a65b
-SIZES = (64, 128, 256, 512)
-CHANNEL_RATES = (0.5, 1.0, 2.0)
-OUTPUTS = ('foreground', 'border')
-AUGMENTATIONS = ('stain', 'gray', 'illumination', 'blur', 'jpeg', 'noise')
-
-@dataclass
-class UNetConfig:
-    "A U-Net's settings: architecture, training patch size, working scale, outputs, normalization and augmentation."
-    size: int = 256                                  # training patch size S (SxS crops)
-    channel_rate: float = 1.0                        # filters per level: 32*rate, 64*rate, ... 512*rate
-    levels: int = 5                                  # resolution levels (4 poolings for 5)
-    residual: bool = False                           # ResNet-style blocks with a 1x1 shortcut
-    batch_norm: bool = False                         # batch normalization after each convolution
-    dropout: float = 0.0                             # spatial dropout after each block, 0..0.5
-    outputs: tuple = OUTPUTS                         # output channels, all sigmoid probabilities
-    percentiles: tuple = (1.0, 99.8)                 # per-image normalization: these percentiles -> 0, 1
-    diameter: float | None = None                    # nucleus diameter (px) the network works at; None: native scale
-    diameter_jitter: float = 1.25                    # training scales each image to diameter x 1/j..j (with `diameter`)
-    augment: tuple = ()                              # training augmentations beyond geometry and intensity, from AUGMENTATIONS
-
-    def __post_init__(self):
-        self.outputs, self.percentiles, self.augment = tuple(self.outputs), tuple(self.percentiles), tuple(self.augment)
-        if self.size not in SIZES: raise NucleiError(f'--size {self.size}: choose from {", ".join(map(str, SIZES))}')
-        if float(self.channel_rate) not in CHANNEL_RATES:
-            raise NucleiError(f'--channel-rate {self.channel_rate:g}: choose from 0.5, 1, 2')
-        if not 2 <= self.levels <= 6: raise NucleiError(f'levels {self.levels}: choose from 2 to 6')
-        if not 0 <= self.dropout <= 0.5: raise NucleiError(f'--dropout {self.dropout:g}: must be between 0 and 0.5')
-        if set(self.outputs) - set(OUTPUTS) or 'foreground' not in self.outputs:
-            raise NucleiError(f'outputs {self.outputs}: must include foreground, may add border')
-        if self.diameter is not None and not 4 <= self.diameter <= 200:
-            raise NucleiError(f'--diameter {self.diameter:g}: the network diameter must be between 4 and 200 pixels')
-        if not 1 <= self.diameter_jitter <= 2: raise NucleiError(f'--jitter {self.diameter_jitter:g}: must be between 1 and 2')
-        if set(self.augment) - set(AUGMENTATIONS):
-            raise NucleiError(f'--augment {",".join(self.augment)}: choose from {",".join(AUGMENTATIONS)}')
-
-    @property
-    def filters(self) -> list[int]:
-        "Convolution filters at each level, from the top."
-        return [int(32 * self.channel_rate * 2**i) for i in range(self.levels)]
-
-    @property
-    def multiple(self) -> int:
-        "Input height and width must be multiples of this (one halving per pooling)."
-        return 2 ** (self.levels - 1)
-
-    def to_json(self) -> str: return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> UNetConfig:
-        "Rebuild from `to_json`'s output, ignoring keys this version does not know (older files: native scale)."
-        d = json.loads(text)
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+__all__ = ['build_unet', 'intensity_range', 'normalize_image', 'make_targets', 'save_model', 'load_model']
 
 # %% ../nbs/02_model.ipynb #4ec5d6de
 def _block(x, filters: int, cfg: UNetConfig, name: str):
@@ -136,21 +82,8 @@ def save_model(model: keras.Model, cfg: UNetConfig, path: str | os.PathLike, **e
     path = Path(path)
     with atomic_path(path) as tmp:
         model.save(tmp)
-        with zipfile.ZipFile(tmp, 'a') as z: z.writestr('nuclei_unet.json', json.dumps({'config': asdict(cfg), **extra}))
+        with zipfile.ZipFile(tmp, 'a') as z: z.writestr(MODEL_INFO, json.dumps({'config': asdict(cfg), **extra}))
     return path
-
-def read_model_info(path: str | os.PathLike) -> dict:
-    "The `nuclei_unet.json` stored in a model file: {'config': ..., **extra}."
-    path = Path(path)
-    if not path.is_file(): raise NucleiError(f'{path}: no such model file')
-    try:
-        with zipfile.ZipFile(path) as z: return json.loads(z.read('nuclei_unet.json'))
-    except (zipfile.BadZipFile, KeyError, ValueError):
-        raise NucleiError(f'{path}: not a nuclei_unet model (.keras file with nuclei_unet.json)') from None
-
-def read_model_config(path: str | os.PathLike) -> UNetConfig:
-    "The `UNetConfig` stored in model file `path`, without loading the network."
-    return UNetConfig.from_json(json.dumps(read_model_info(path)['config']))
 
 def load_model(path: str | os.PathLike, compile: bool = False) -> tuple[keras.Model, UNetConfig, dict]:
     "Load a model saved by `save_model`: (model, config, extra state)."

@@ -4,29 +4,28 @@
 
 # %% ../nbs/05_predict.ipynb #1ea539ca
 from __future__ import annotations
-import csv, importlib.resources, json, sys
+import csv, json, sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .core import CommandParser, diameter_arg, NucleiError, atomic_path, ensure_dir, import_tensorflow, progress_bar, remove_temporaries, run_command, save_figure
+from .config import UNetConfig, pretrained_path, usable_diameter
+from .core import NucleiError, atomic_path, bad_value, ensure_dir, import_tensorflow, progress_bar, remove_temporaries, save_figure
 
 import_tensorflow()
 import cv2
 import keras
 import numpy as np
 
-from .data import Sample, decode_file, list_samples, read_sample
+from .data import Sample, decode_file, read_sample
 from .eda import outline
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels
 from .metrics import dice, dsb_score
-from .model import UNetConfig, intensity_range, load_model, normalize_image
-from .synthetic import default_data
+from .model import intensity_range, load_model, normalize_image
 
 # %% auto #0
-__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'PRETRAINED', 'SUMMARY_COLUMNS', 'check_tile',
-           'predict_probabilities', 'Prediction', 'Predictor', 'pretrained_path', 'load_pretrained', 'plot_prediction',
-           'write_submission', 'write_summary', 'predict_folder', 'main']
+__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SUMMARY_COLUMNS', 'predict_probabilities', 'Prediction',
+           'Predictor', 'load_pretrained', 'plot_prediction', 'write_submission', 'write_summary', 'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
@@ -53,11 +52,6 @@ def _ramp(n: int, overlap: int) -> np.ndarray:
     return r
 
 # %% ../nbs/05_predict.ipynb #16b11ea0
-def check_tile(tile: int, cfg: UNetConfig, overlap: int = 64) -> int:
-    "`tile` if the network can take it (a multiple of `cfg.multiple` above twice `overlap`), else a `NucleiError`."
-    if tile % cfg.multiple or tile <= 2 * overlap: raise NucleiError(f'--tile {tile}: must be a multiple of {cfg.multiple} above twice the overlap ({overlap})')
-    return tile
-
 _DIHEDRAL = [(k, f) for f in (False, True) for k in range(4)]
 
 def _predict_tile(model: keras.Model, x: np.ndarray, multiple: int, tta: bool) -> np.ndarray:
@@ -85,7 +79,7 @@ def predict_probabilities(model: keras.Model, cfg: UNetConfig, image: np.ndarray
     "RGB uint8 image (H,W,3) -> float32 probabilities (H,W,len(cfg.outputs)), the network seeing it resized by `zoom`, tiled above `tile`."
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}')
-    check_tile(tile, cfg, overlap)
+    cfg.check_tile(tile, overlap)
     if not 0 < zoom < 64: raise ValueError(f'zoom {zoom}: must be above 0 and below 64')
     value_range = intensity_range(image, cfg.percentiles)
     side, margin = max(MIN_SIDE, round(tile / zoom)), round(overlap / zoom)     # tiles in original pixels
@@ -127,7 +121,7 @@ class Predictor:
     "A loaded model with its config and instance thresholds: `predictor.predict(image, diameter=None) -> Prediction`."
     def __init__(self, model_path: str | Path, params: InstanceParams | None = None, tta: bool = False, tile: int = 512):
         self.model, self.cfg, self.info = load_model(model_path)
-        self.path, self.tta, self.tile = Path(model_path), tta, check_tile(tile, self.cfg)
+        self.path, self.tta, self.tile = Path(model_path), tta, self.cfg.check_tile(tile)
         stored = self.info.get('tta_instances') if tta else None      # thresholds tuned for TTA, where the model has them
         self.params = params or InstanceParams(**(stored or self.info.get('instances', {})))
 
@@ -148,20 +142,13 @@ class Predictor:
             zoom = new_zoom
         return Prediction(prob, labels, d_net / zoom, 'estimated')
 
-    def check_diameter(self, diameter: float | None) -> float | None:
-        "`diameter` if this model can use it: a positive number of pixels for a model that records a diameter, or None."
-        if diameter is None: return None
-        if self.cfg.diameter is None: raise NucleiError(f'{self.path}: this model records no diameter (it works at native scale); leave out --diameter')
-        if not diameter > 0: raise NucleiError(f'--diameter {diameter:g}: must be a positive number of pixels')
-        return float(diameter)
-
     def predict(self, image: np.ndarray, diameter: float | None = None) -> Prediction:
         "RGB uint8 (H,W,3) -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used)."
-        diameter = self.check_diameter(diameter)
+        diameter = usable_diameter(self.cfg, diameter, self.path)
         if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0), None, 'native')
         if diameter is None: return self._estimate(image)
         if diameter > min(image.shape[:2]) / 2:
-            raise NucleiError(f'--diameter {diameter:g}: larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
+            raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
         return Prediction(*self._at(image, self.cfg.diameter / diameter), float(diameter), 'given')
 
     def __call__(self, image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -170,14 +157,6 @@ class Predictor:
         return r.probabilities, r.labels
 
 # %% ../nbs/05_predict.ipynb #45b89564
-PRETRAINED = 'dsb2018_unet.keras'
-
-def pretrained_path(check: bool = True) -> Path:
-    "Path of the bundled DSB2018 model file (`nuclei_unet/models/dsb2018_unet.keras` in the installed package)."
-    ref = importlib.resources.files('nuclei_unet')/'models'/PRETRAINED
-    if check and not ref.is_file(): raise NucleiError(f'{ref}: the bundled model is missing from this installation; reinstall nuclei_unet or pass --model')
-    return Path(str(ref))
-
 def load_pretrained(tta: bool = False, tile: int = 512, params: InstanceParams | None = None) -> Predictor:
     "The bundled DSB2018 model as a `Predictor` with its tuned thresholds: `load_pretrained()(image) -> (probabilities, labels)`."
     return Predictor(pretrained_path(), params=params, tta=tta, tile=tile)
@@ -250,30 +229,3 @@ def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, o
         write_submission(done, out/'labels', out/'submission.csv')
         write_summary(done, out/'records', out/'summary.csv')
     return done, kept, failed
-
-# %% ../nbs/05_predict.ipynb #435e5919
-def _predict(argv: list[str] | None) -> int:
-    "Body of the `nuclei_predict` command."
-    p = CommandParser(prog='nuclei_predict', description='Find nuclei in every image of a folder; outputs at each image\'s own size.')
-    p.add_argument('--data', type=Path, help='Kaggle-layout or flat image folder (default: synthetic samples)')
-    p.add_argument('--model', type=Path, help='model file from nuclei_train (.keras; default: the bundled DSB2018 model)')
-    p.add_argument('--out', type=Path, default=Path('output/predict'), help='output folder (default output/predict)')
-    p.add_argument('--tta', action='store_true', help='average 8 flipped/rotated views (8x slower)')
-    p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
-                   help="median nucleus diameter of the images in pixels, or auto to estimate it per image (default auto)")
-    p.add_argument('--tile', type=int, default=512, help='tile side for large images (default 512)')
-    p.add_argument('--overwrite', action='store_true', help='predict again images already done')
-    a = p.parse_args(argv)
-    predictor = Predictor(a.model or pretrained_path(), tta=a.tta, tile=a.tile)
-    predictor.check_diameter(a.diameter)
-    samples = list_samples(a.data if a.data is not None else default_data())
-    out = ensure_dir(a.out)
-    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter)
-    print(f'{len(done) - kept} images predicted, {kept} already done (--overwrite redoes them), {len(failed)} skipped; '
-          f'{out}: masks/, labels/, figures/, records/, submission.csv, summary.csv')
-    for line in failed: print(f'nuclei_predict: skipped {line}', file=sys.stderr)
-    return 1 if failed else 0
-
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of `nuclei_predict`: see `nuclei_predict --help`."
-    return run_command('nuclei_predict', _predict, argv)

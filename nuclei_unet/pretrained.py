@@ -14,8 +14,9 @@ from .data import list_samples, read_sample
 from .eda import modality
 from .evaluate import image_row, summarize_scores, validation_samples
 from .instances import InstanceParams, probabilities_to_labels, tune_instances
-from .model import load_model, read_model_info, save_model
-from .predict import Predictor, predict_probabilities, pretrained_path
+from .config import pretrained_path
+from .model import load_model, save_model
+from .predict import Predictor
 
 # %% auto #0
 __all__ = ['FOREGROUND_GRID', 'SEED_GRID', 'validation_probabilities', 'score_probabilities', 'select_instances', 'bundle_model',

@@ -4,13 +4,13 @@
 
 # %% ../nbs/04_train.ipynb #b2e38e04
 from __future__ import annotations
-import csv, hashlib, math, os, sys, time
+import csv, hashlib, math, os, sys
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from .core import CommandParser, positive_number, NucleiError, atomic_path, ensure_dir, import_tensorflow, remove_temporaries, run_command, save_figure
+from .config import UNetConfig, check_run, read_model_info
+from .core import NucleiError, atomic_path, bad_value, ensure_dir, import_tensorflow, remove_temporaries, save_figure
 
 tf = import_tensorflow()
 import cv2
@@ -22,14 +22,13 @@ from .data import Sample, list_samples, read_sample
 from .eda import collect_stats
 from .instances import median_diameter
 from .losses import bce_dice_loss, dice_coef
-from .model import AUGMENTATIONS, UNetConfig, build_unet, intensity_range, load_model, make_targets, normalize_image, read_model_config, read_model_info, save_model
-from .predict import pretrained_path
-from .synthetic import default_data
+from .config import AUGMENTATIONS
+from .model import build_unet, intensity_range, load_model, make_targets, normalize_image, save_model
 
 # %% auto #0
-__all__ = ['tf', 'ARCHITECTURE', 'split_samples', 'crop_example', 'load_example', 'prepare_samples', 'augment', 'make_dataset',
-           'plot_history', 'write_history', 'cosine_lr', 'RunCheckpoint', 'init_config', 'cpu_flags',
-           'training_precision', 'dtype_policy', 'rebuild', 'train', 'main']
+__all__ = ['tf', 'split_samples', 'crop_example', 'load_example', 'prepare_samples', 'augment', 'make_dataset', 'plot_history',
+           'write_history', 'cosine_lr', 'RunCheckpoint', 'cpu_flags', 'training_precision', 'dtype_policy', 'rebuild',
+           'train']
 
 # %% ../nbs/04_train.ipynb #ffc844a7
 def _rank(sample_id: str) -> str: return hashlib.md5(sample_id.encode()).hexdigest()
@@ -37,7 +36,7 @@ def _rank(sample_id: str) -> str: return hashlib.md5(sample_id.encode()).hexdige
 def split_samples(samples: Sequence[Sample], val_fraction: float = 0.1,
                   groups: dict[str, str] | None = None) -> tuple[list[Sample], list[Sample]]:
     "Split into (train, validation): per group (id -> group, optional), the `val_fraction` whose ids hash lowest."
-    if not 0 < val_fraction < 1: raise NucleiError(f'--val-fraction {val_fraction:g}: must be between 0 and 1')
+    if not 0 < val_fraction < 1: raise bad_value('val_fraction', float(val_fraction), 'must be between 0 and 1')
     if len(samples) < 2: raise NucleiError(f'need at least 2 images with masks to train and validate, found {len(samples)}')
     parts = {}
     for s in samples: parts.setdefault((groups or {}).get(s.id), []).append(s)
@@ -200,17 +199,6 @@ class RunCheckpoint(keras.callbacks.Callback):
         save_figure(plot_history(self.rows), self.out/'hist.png')
 
 # %% ../nbs/04_train.ipynb #b12dc884
-ARCHITECTURE = ('channel_rate', 'levels', 'residual', 'batch_norm', 'dropout', 'outputs')   # fixed by a model's weights
-
-def init_config(path: str | os.PathLike, **given) -> UNetConfig:
-    "The `UNetConfig` of model file `path` with the settings in `given` that are not None; a different architecture is refused."
-    saved = read_model_config(path)
-    for k, v in given.items():
-        if k in ARCHITECTURE and v is not None and v != getattr(saved, k):
-            flag = '--' + k.replace('_', '-')
-            raise NucleiError(f'{flag} {v}: the --init model {path} has {k} {getattr(saved, k)}; leave {flag} out to keep it')
-    return replace(saved, **{k: v for k, v in given.items() if v is not None})
-
 def cpu_flags() -> set[str]:
     "The CPU feature flags of this machine from /proc/cpuinfo (empty where there is none: macOS, Windows)."
     try: text = Path('/proc/cpuinfo').read_text()
@@ -257,8 +245,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epoc
 def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus) -> list[dict]:
     "The body of `train`, in the precision it chose."
     policy = keras.mixed_precision.global_policy().name
-    if epochs < 1: raise NucleiError(f'--epochs {epochs}: must be at least 1')
-    if batch_size < 1: raise NucleiError(f'--batch-size {batch_size}: must be at least 1')
+    check_run(epochs, batch_size, val_fraction, steps_per_epoch)
     samples = list_samples(data)
     out = ensure_dir(out)
     remove_temporaries(out)
@@ -286,7 +273,7 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
             model = build_unet(cfg)
             if init is not None:
                 start, init_cfg, init_info = load_model(init)
-                if init_cfg.outputs != cfg.outputs: raise NucleiError(f'--init {init}: its outputs {init_cfg.outputs} differ from {cfg.outputs}')
+                if init_cfg.outputs != cfg.outputs: raise bad_value('init', init, f'its outputs {init_cfg.outputs} differ from {cfg.outputs}')
                 model.set_weights(start.get_weights())
                 run['init'] = str(init)
                 extra = {k: init_info[k] for k in ('instances', 'tta_instances') if k in init_info}   # its tuned thresholds
@@ -301,49 +288,3 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
                          keras.callbacks.TerminateOnNaN(), RunCheckpoint(out, cfg, rows, best, run, extra)])
     if len(rows) < epochs: raise NucleiError(f'training stopped in epoch {len(rows) + 1}: the loss became NaN (try a lower --lr)')
     return rows
-
-# %% ../nbs/04_train.ipynb #f1cc0e55
-def _names(text: str) -> tuple[str, ...]:
-    "A comma-separated list of names."
-    return tuple(n.strip() for n in text.split(',') if n.strip())
-
-def _train(argv: list[str] | None) -> int:
-    "Body of the `nuclei_train` command."
-    p = CommandParser(prog='nuclei_train', description='Train a nuclei U-Net; rerun the same command to resume.')
-    p.add_argument('-s', '--size', type=int, help='training crop size: 64, 128, 256 or 512 (default 256, or the --init model\'s)')
-    p.add_argument('-c', '--channel-rate', type=float, help='filter multiplier: 0.5, 1 or 2 (default 1, or the --init model\'s)')
-    p.add_argument('-e', '--epochs', type=int, default=20, help='epochs (default 20)')
-    p.add_argument('--data', type=Path, help='folder with images and masks (default: synthetic samples)')
-    p.add_argument('--out', type=Path, default=Path('output/train'), help='run folder (default output/train)')
-    p.add_argument('--batch-size', type=int, default=8, help='crops per step (default 8)')
-    p.add_argument('--steps-per-epoch', type=int, help='default: training images / batch size')
-    p.add_argument('--lr', type=float, help='initial learning rate (default 1e-3, 1e-4 with --init)')
-    p.add_argument('--val-fraction', type=float, default=0.1, help='share of images for validation (default 0.1)')
-    p.add_argument('--residual', action='store_true', default=None, help='residual (ResNet) blocks')
-    p.add_argument('--batch-norm', action='store_true', default=None, help='batch normalization')
-    p.add_argument('--dropout', type=float, help='spatial dropout rate (default 0)')
-    p.add_argument('--diameter', type=positive_number, help='nucleus diameter in pixels the network works at; '
-                   'each image is scaled to it from its masks (default: native scale, no rescaling)')
-    p.add_argument('--jitter', type=float, help='with --diameter: random scale factor up to this either way (default 1.25)')
-    p.add_argument('--augment', type=_names, help=f'extra augmentations, comma-separated: {",".join(AUGMENTATIONS)} (default none)')
-    p.add_argument('--init', help="start from a trained model: 'pretrained' (the bundled one) or a .keras file; "
-                   "its settings are the defaults")
-    p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
-    a = p.parse_args(argv)
-    if a.steps_per_epoch is not None and a.steps_per_epoch < 1: raise NucleiError(f'--steps-per-epoch {a.steps_per_epoch}: must be at least 1')
-    given = dict(size=a.size, channel_rate=a.channel_rate, residual=a.residual, batch_norm=a.batch_norm, dropout=a.dropout,
-                 diameter=a.diameter, diameter_jitter=a.jitter, augment=a.augment)
-    init = (pretrained_path() if a.init == 'pretrained' else Path(a.init)) if a.init else None
-    cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
-    t0 = time.time()
-    rows = train(a.data if a.data is not None else default_data(), a.out, cfg, a.epochs, a.batch_size,
-                 a.lr or (1e-4 if init else 1e-3), a.val_fraction, a.seed, a.steps_per_epoch,
-                 verbose=1 if sys.stdout.isatty() else 2, init=init)
-    best = min(rows, key=lambda r: r['val_loss'])
-    print(f'best epoch {best["epoch"] + 1}: val_loss {best["val_loss"]:.4f}, val Dice {best["val_dice_coef"]:.4f}; '
-          f'{time.time() - t0:.0f} s; wrote {a.out}/model.keras, history.csv, hist.png')
-    return 0
-
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of `nuclei_train`: see `nuclei_train --help`."
-    return run_command('nuclei_train', _train, argv)

@@ -8,7 +8,7 @@ import pytest
 
 from nuclei_unet.synthetic import make_synthetic
 
-NUMPY_CORE = ['core', 'data', 'synthetic', 'eda', 'metrics', 'instances', 'evaluate']
+NUMPY_CORE = ['core', 'config', 'data', 'synthetic', 'eda', 'metrics', 'instances', 'evaluate', 'cli']
 
 
 def _without_tensorflow(code: str):
@@ -32,5 +32,5 @@ def test_evaluate_pred_runs_without_tensorflow(tmp_path):
         truth = np.zeros(cv2.imread(str(next((d / 'images').iterdir())), cv2.IMREAD_UNCHANGED).shape[:2], np.uint16)
         truth[10:30, 10:30] = 1
         cv2.imwrite(str(tmp_path / 'pred' / f'{d.name}.png'), truth)
-    r = _without_tensorflow(f"from nuclei_unet.evaluate import main\nassert main(['--data', {str(data)!r}, '--pred', {str(tmp_path / 'pred')!r}]) == 0")
+    r = _without_tensorflow(f"from nuclei_unet.cli import evaluate\nassert evaluate(['--data', {str(data)!r}, '--pred', {str(tmp_path / 'pred')!r}]) == 0")
     assert 'mean of 2' in r.stdout

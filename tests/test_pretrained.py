@@ -10,8 +10,7 @@ import pytest
 from helpers import run_script
 from conftest import ROOT
 from nuclei_unet.data import MODALITIES, find_dsb2018
-from nuclei_unet.model import read_model_info
-from nuclei_unet.predict import PRETRAINED, pretrained_path
+from nuclei_unet.config import PRETRAINED, pretrained_path, read_model_info
 
 DSB = find_dsb2018(ROOT)
 needs_dsb = pytest.mark.skipif(DSB is None and not os.environ.get('CI'), reason='DSB2018 stage1_train is not beside this checkout')
