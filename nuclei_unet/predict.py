@@ -5,7 +5,7 @@
 # %% ../nbs/05_predict.ipynb #1ea539ca
 from __future__ import annotations
 import csv, json, sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -150,6 +150,15 @@ class Predictor:
         if diameter > min(image.shape[:2]) / 2:
             raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
         return Prediction(*self._at(image, self.cfg.diameter / diameter), float(diameter), 'given')
+
+    def probabilities(self, image: np.ndarray, diameter: float | None = None) -> np.ndarray:
+        "float32 probabilities (H,W,C) of RGB uint8 `image` at its own size, as `predict` makes them."
+        return self.predict(image, diameter).probabilities
+
+    def labels(self, probabilities: np.ndarray, diameter: float | None = None, **overrides) -> np.ndarray:
+        "int32 labels (H,W) from `probabilities` made for nuclei of `diameter` px, with this model's thresholds or `overrides` of them."
+        zoom = self.cfg.diameter / diameter if self.cfg.diameter and diameter else 1.0
+        return probabilities_to_labels(probabilities, replace(self.params, **overrides).at_zoom(zoom))
 
     def __call__(self, image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         "RGB uint8 (H,W,3) -> (float32 probabilities (H,W,C), int32 instance labels (H,W)), as `predict`."
