@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import CommandParser, run_command
 
 # %% auto #0
-__all__ = ['SKIP_FLAGS', 'RUN_NOTEBOOKS', 'steady_text', 'execute_notebook', 'notebooks_parser', 'main']
+__all__ = ['SKIP_FLAGS', 'NOT_RUN', 'steady_text', 'shrink_png', 'execute_notebook', 'notebooks_parser', 'main']
 
 # %% ../nbs/96_notebooks.ipynb #feefbcc1
 SKIP_FLAGS = ('slow', 'gpu')
@@ -26,6 +26,17 @@ def _directives(source: str) -> set[str]:
     "The `#| flag` words at the top of a cell's source."
     return {w for line in source.splitlines() if line.startswith('#|') for w in line[2:].split()}
 
+def shrink_png(b64: str, limit: int = 250_000) -> str:
+    "A base64 PNG made smaller (scaled down by 0.8 at a time) until it holds at most `limit` bytes."
+    import base64, cv2, numpy as np
+    data = base64.b64decode(b64)
+    if len(data) <= limit: return b64
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    while len(data) > limit:
+        image = cv2.resize(image, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)
+        data = cv2.imencode('.png', image, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+    return base64.b64encode(data).decode()
+
 def execute_notebook(path: str | Path, skip_flags=SKIP_FLAGS) -> Path:
     "Run notebook `path` in its folder and save its outputs in it; cells flagged with `skip_flags` keep the outputs they had."
     from execnb.nbio import read_nb, write_nb
@@ -35,7 +46,7 @@ def execute_notebook(path: str | Path, skip_flags=SKIP_FLAGS) -> Path:
     nb = read_nb(path)
     def skip(cell):
         if cell.cell_type != 'code': return True
-        if _directives(cell.source) & set(skip_flags) or 'eval: false' in cell.source: return True
+        if _directives(cell.source) & set(skip_flags) or re.search(r'^#\|\s*eval:\s*false', cell.source, re.M): return True
         cell.outputs = []
         return False
     shell = CaptureShell(path)
@@ -44,16 +55,17 @@ def execute_notebook(path: str | Path, skip_flags=SKIP_FLAGS) -> Path:
         for out in getattr(cell, 'outputs', []):
             if 'text' in out: out['text'] = [steady_text(t) for t in out['text']]
             if 'data' in out and 'text/plain' in out['data']: out['data']['text/plain'] = [steady_text(t) for t in out['data']['text/plain']]
+            if 'data' in out and 'image/png' in out['data']: out['data']['image/png'] = shrink_png(out['data']['image/png'])
     write_nb(nb, path)
     return path
 
 # %% ../nbs/96_notebooks.ipynb #94b6e9e8
-RUN_NOTEBOOKS = ('train_run.ipynb', 'predict_run.ipynb')
+NOT_RUN = ('train_run.ipynb', 'predict_run.ipynb', 'index.ipynb')
 
 def notebooks_parser() -> CommandParser:
     "The arguments of `python -m nuclei_unet.notebooks`."
     p = CommandParser(prog='nuclei_unet.notebooks', description='Run the notebooks in place, saving their outputs, then clean them.')
-    p.add_argument('paths', nargs='*', type=Path, help='notebooks (default: every notebook in nbs/ but the papermill ones)')
+    p.add_argument('paths', nargs='*', type=Path, help='notebooks (default: every notebook in nbs/ but NOT_RUN)')
     return p
 
 def _notebooks(a) -> int:
@@ -61,7 +73,7 @@ def _notebooks(a) -> int:
     from nbdev.clean import nbdev_clean
     from nbdev.config import get_config
     cfg = get_config()
-    paths = a.paths or [p for p in sorted(cfg.config_path.joinpath(cfg.nbs_path).glob('*.ipynb')) if p.name not in RUN_NOTEBOOKS]
+    paths = a.paths or [p for p in sorted(cfg.config_path.joinpath(cfg.nbs_path).glob('*.ipynb')) if p.name not in NOT_RUN]
     for p in paths:
         print(f'running {p.name}', file=sys.stderr, flush=True)
         execute_notebook(p, tuple(cfg.tst_flags.split()))

@@ -1,5 +1,7 @@
 "The notebooks are the source: they must pass as tests and match the package, their cleaned form and README.md."
 import filecmp
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -7,6 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from nuclei_unet.notebooks import NOT_RUN
 
 
 def run(cmd, cwd=ROOT, timeout=1200):
@@ -62,3 +65,29 @@ def test_ci_runs_the_readme_commands():
     r = run(['bash', '.ci/run', '--print'])
     assert r.returncode == 0, r.stderr
     assert r.stdout.split('\n')[:4] == ['pip install -e ".[dev]"', 'nuclei_eda --json', 'nuclei_predict --out output/predict', 'pytest']
+
+
+FIGURE_CALL = re.compile(r'^(?!\s*(def |#)).*(\bplt\.|\bplot_\w+\(|\.imshow\()', re.M)
+SKIPPED = re.compile(r'^#\|\s*(export|hide|slow|gpu|eval: false)', re.M)
+
+
+def notebooks():
+    "The committed notebooks, parsed."
+    return {p.name: json.loads(p.read_text()) for p in sorted((ROOT / 'nbs').glob('*.ipynb'))}
+
+
+def test_figure_cells_show_their_pictures():
+    "A cell that draws (and runs under nbdev_test) is committed with its picture: `python -m nuclei_unet.notebooks`."
+    missing = [f"{name} cell {c['id']}" for name, nb in notebooks().items() if name not in NOT_RUN
+               for c in nb['cells'] if c['cell_type'] == 'code' and FIGURE_CALL.search(''.join(c['source']))
+               and not SKIPPED.search(''.join(c['source']))
+               and not any('image/png' in o.get('data', {}) for o in c.get('outputs', []))]
+    assert missing == [], f'figure cells without a saved picture (run python -m nuclei_unet.notebooks): {missing}'
+
+
+def test_notebooks_stay_small():
+    "nbs/ under 10 MB, each saved picture under 300 kB."
+    assert sum(p.stat().st_size for p in (ROOT / 'nbs').glob('*.ipynb')) < 10e6
+    sizes = {f"{name} {c['id']}": len(o['data']['image/png']) * 3 / 4 for name, nb in notebooks().items()
+             for c in nb['cells'] for o in c.get('outputs', []) if 'image/png' in o.get('data', {})}
+    assert sizes and max(sizes.values()) < 300e3, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
