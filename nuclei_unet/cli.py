@@ -30,7 +30,7 @@ def eda_parser() -> CommandParser:
     p = CommandParser(prog='nuclei_eda', description='Summarize a folder of nuclei images and draw its figures.')
     p.add_argument('--data', type=Path, help='image folder (Kaggle, images/+masks/, paired or flat); default: synthetic samples')
     p.add_argument('--out', type=Path, default=Path('output/eda'), help='folder for the figures (default: output/eda)')
-    p.add_argument('--json', action='store_true', help='end with the summary as one line of JSON')
+    p.add_argument('--json', action='store_true', help='print the summary as JSON on stdout (the table goes to stderr)')
     return p
 
 def _eda(a) -> int:
@@ -44,7 +44,8 @@ def _eda(a) -> int:
     summary = {'data': str(data), **summarize(stats)}
     figures = [save_figure(plot_overview(stats), out/'overview.png'), save_figure(plot_examples(samples, stats), out/'examples.png')]
     summary['figures'] = [str(f) for f in figures]
-    print(f'{"data":<18} {data}\n{format_summary(summary)}\n{"figures":<18} {", ".join(summary["figures"])}')
+    print(f'{"data":<18} {data}\n{format_summary(summary)}\n{"figures":<18} {", ".join(summary["figures"])}',
+          file=sys.stderr if a.json else sys.stdout)                   # with --json, stdout holds the JSON alone
     if a.json: print(json.dumps(summary))
     return 0
 
@@ -141,7 +142,7 @@ def evaluate_parser() -> CommandParser:
     p.add_argument('--tta', action='store_true', help='with a model: test-time augmentation')
     p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
                    help='with a model: median nucleus diameter in pixels, or auto to estimate it per image (default auto)')
-    p.add_argument('--json', action='store_true', help='end with the scores as one line of JSON')
+    p.add_argument('--json', action='store_true', help='print the scores as JSON on stdout (the table goes to stderr)')
     return p
 
 def _evaluate(a) -> int:
@@ -161,7 +162,7 @@ def _evaluate(a) -> int:
         predict = lambda image: predictor.predict(image, a.diameter).labels
     rows = evaluate_samples(samples, predict=predict, pred_dir=a.pred)
     summary = summarize_scores(rows)
-    print(format_scores(rows, summary))
+    print(format_scores(rows, summary), file=sys.stderr if a.json else sys.stdout)   # with --json, stdout holds the JSON alone
     if a.json: print(json.dumps({**summary, 'per_image': rows}))
     return 0
 

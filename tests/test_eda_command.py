@@ -29,14 +29,14 @@ def synthetic(tmp_path_factory):
 
 
 def test_default_data_json_and_figures(tmp_path):
-    "No --data: the synthetic default; the last line is JSON; both figures are written as PNG."
+    "No --data: the synthetic default; stdout is one JSON document (the table on stderr); both figures are written as PNG."
     code, out, err = nuclei_eda('--json', '--out', tmp_path / 'eda', cwd=tmp_path)
     assert code == 0, err
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = json.loads(out)
     assert summary['images'] == 24 and summary['modalities'] == {'fluorescence': 8, 'brightfield': 8, 'he': 8}
     assert summary['nuclei'] == sum(summary['nuclei_by_modality'].values()) > 24
     for f in summary['figures']: assert open(f, 'rb').read(4) == b'\x89PNG'
-    assert 'nuclei per image' in out
+    assert 'nuclei per image' in err
 
 
 def test_default_out_folder(tmp_path, synthetic):

@@ -115,11 +115,11 @@ def test_evaluate_from_files_agrees_with_evaluate_from_model(tmp_path, model, he
     assert run_script('nuclei_predict', '--data', held_out, '--model', model, '--out', pred)[0] == 0
     code, out, err = run_script('nuclei_evaluate', '--data', held_out, '--pred', pred, '--json')
     assert code == 0, err
-    from_files = json.loads(out.strip().splitlines()[-1])
+    from_files = json.loads(out)                                     # stdout is the JSON alone
     assert {'mAP', 'AP50', 'AP75', 'dice', 'F1', 'per_image', 'by_modality'} <= set(from_files)
     code, out, err = run_script('nuclei_evaluate', '--data', held_out, '--model', model, '--json')
     assert code == 0, err
-    from_model = json.loads(out.strip().splitlines()[-1])
+    from_model = json.loads(out)
     assert [r['mAP'] for r in from_files['per_image']] == pytest.approx([r['mAP'] for r in from_model['per_image']], abs=1e-9)
     assert_one_line_error(run_script('nuclei_evaluate', '--data', held_out, '--model', model, '--pred', pred), 'nuclei_evaluate', '--pred', '--model')
 
