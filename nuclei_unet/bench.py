@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from .data import find_dsb2018, list_samples, read_image, read_sample
-from .instances import median_diameter, probabilities_to_labels
+from .instances import median_diameter, probabilities_to_labels, resize_labels
 from .evaluate import validation_samples
 from .predict import Predictor, predict_folder, predict_probabilities
 from .losses import bce_dice_loss, dice_coef
@@ -162,12 +162,6 @@ PREDICT_COLUMNS = {'case': lambda r: r['case'], 'channel rate': lambda r: f"{r['
 # %% ../nbs/90_bench.ipynb #51aed30e
 SCALE_FACTORS = (0.5, 1, 2, 3, 4)
 
-def _resize_labels(labels: np.ndarray, h: int, w: int) -> np.ndarray:
-    "int labels (H,W) -> (h,w) by nearest neighbour at pixel centres."
-    rows = ((np.arange(h) + 0.5) * labels.shape[0] / h).astype(np.intp)
-    cols = ((np.arange(w) + 0.5) * labels.shape[1] / w).astype(np.intp)
-    return labels[rows[:, None], cols[None, :]]
-
 def bench_scale(model_path: str | os.PathLike, data: str | os.PathLike, factors=SCALE_FACTORS, n_images: int | None = None,
                 smallest: float = 8.0) -> list[dict]:
     "mAP on a model's validation images rescaled by each factor (images bilinear, labels nearest), per diameter mode."
@@ -182,7 +176,7 @@ def bench_scale(model_path: str | os.PathLike, data: str | os.PathLike, factors=
             if d is None or d * f < smallest: continue                                   # nuclei too small to find
             h, w = round(truth.shape[0] * f), round(truth.shape[1] * f)
             img = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR) if f != 1 else image
-            lab = _resize_labels(truth, h, w) if f != 1 else truth
+            lab = resize_labels(truth, h, w) if f != 1 else truth
             for mode, diameter in modes.items():
                 scores.setdefault((f, mode), {})[s.id] = dsb_score(lab, predictor.predict(img, diameter(img, d * f)).labels)
     rows = []

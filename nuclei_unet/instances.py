@@ -17,8 +17,8 @@ from skimage.segmentation import relabel_sequential, watershed
 from .metrics import dsb_map
 
 # %% auto #0
-__all__ = ['median_diameter', 'InstanceParams', 'probabilities_to_labels', 'tune_instances', 'rle_encode', 'rle_decode',
-           'labels_to_rles', 'rles_to_labels']
+__all__ = ['median_diameter', 'resize_labels', 'InstanceParams', 'probabilities_to_labels', 'tune_instances', 'rle_encode',
+           'rle_decode', 'labels_to_rles', 'rles_to_labels']
 
 # %% ../nbs/06_instances.ipynb #5bb3b1b4
 def median_diameter(labels: np.ndarray) -> float | None:
@@ -28,6 +28,12 @@ def median_diameter(labels: np.ndarray) -> float | None:
     areas = np.bincount(labels.ravel().astype(np.int64, copy=False))[1:]
     areas = areas[areas > 0]
     return float(np.sqrt(4 * np.median(areas) / np.pi)) if len(areas) else None
+
+def resize_labels(labels: np.ndarray, h: int, w: int) -> np.ndarray:
+    "Label image (H,W), any integer dtype -> new (h,w) by nearest neighbour at pixel centres (labels never blend)."
+    rows = ((np.arange(h) + 0.5) * labels.shape[0] / h).astype(np.intp)
+    cols = ((np.arange(w) + 0.5) * labels.shape[1] / w).astype(np.intp)
+    return np.asarray(labels)[rows[:, None], cols[None, :]]
 
 # %% ../nbs/06_instances.ipynb #f1c1912d
 @dataclass(frozen=True)

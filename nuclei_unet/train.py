@@ -20,7 +20,7 @@ from skimage.color import hed2rgb, rgb2hed
 
 from .data import Sample, list_samples, read_sample
 from .eda import collect_stats
-from .instances import median_diameter
+from .instances import median_diameter, resize_labels
 from .losses import bce_dice_loss, dice_coef
 from .config import AUGMENTATIONS
 from .model import build_unet, intensity_range, load_model, make_targets, normalize_image, save_model
@@ -48,11 +48,6 @@ def split_samples(samples: Sequence[Sample], val_fraction: float = 0.1,
     return [s for s in samples if s.id not in val_ids], [s for s in samples if s.id in val_ids]
 
 # %% ../nbs/04_train.ipynb #430fb5fc
-def _nearest(labels: np.ndarray, size: int) -> np.ndarray:
-    "Square int labels (s,s) resized to (size,size) by nearest neighbour (pixel centres), any integer dtype."
-    idx = ((np.arange(size) + 0.5) * labels.shape[0] / size).astype(np.intp)
-    return labels[idx[:, None], idx[None, :]]
-
 def crop_example(image: np.ndarray, labels: np.ndarray, cfg: UNetConfig, rng: np.random.Generator,
                  scale: tuple[float, float] = (0.8, 1.25)) -> tuple[np.ndarray, np.ndarray]:
     "RGB uint8 image and int32 labels -> a random crop at the model's scale: float32 image (S,S,3) normalized, float32 targets (S,S,C)."
@@ -67,7 +62,7 @@ def crop_example(image: np.ndarray, labels: np.ndarray, cfg: UNetConfig, rng: np
     x = normalize_image(image[top:top + side, left:left + side], value_range=value_range)
     if side != size: x = cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
     if cfg.diameter:                                                # targets drawn at the model's scale: borders stay 1 px
-        y = make_targets(_nearest(labels[top:top + side, left:left + side], size), cfg.outputs)
+        y = make_targets(resize_labels(labels[top:top + side, left:left + side], size, size), cfg.outputs)
     else:                                                           # a one-pixel margin keeps borders exact at the crop's edge
         t0, l0 = max(top - 1, 0), max(left - 1, 0)
         y = make_targets(labels[t0:top + side + 1, l0:left + side + 1], cfg.outputs)[top - t0:top - t0 + side, left - l0:left - l0 + side]
