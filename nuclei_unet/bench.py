@@ -84,9 +84,9 @@ def _measure_folder(model_path: str, data: str, ids: list[str], tta: bool = Fals
     samples = [s for s in list_samples(data) if s.id in set(ids)]
     images = [read_image(s.image) for s in samples]
     mp = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
-    predict_probabilities(predictor.model, predictor.cfg, images[0][:64, :64])             # warm-up
+    predict_probabilities(predictor.engine, predictor.cfg, images[0][:64, :64])             # warm-up
     t = time.perf_counter()
-    for i in images: predict_probabilities(predictor.model, predictor.cfg, i, tta=tta)
+    for i in images: predict_probabilities(predictor.engine, predictor.cfg, i, tta=tta)
     model_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
@@ -110,9 +110,9 @@ def _measure_large(model_path: str, side: int) -> dict:
     predictor = Predictor(model_path)
     tile, truth, _ = synthetic_sample(0)
     image = _tiled(tile, side)
-    predict_probabilities(predictor.model, predictor.cfg, image[:64, :64])                  # warm-up
+    predict_probabilities(predictor.engine, predictor.cfg, image[:64, :64])                  # warm-up
     t = time.perf_counter()
-    prob = predict_probabilities(predictor.model, predictor.cfg, image)
+    prob = predict_probabilities(predictor.engine, predictor.cfg, image)
     model_s = time.perf_counter() - t
     del prob, image
     # an untrained model's output is one image-wide blob; time the instance step on output shaped like a

@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import AUGMENTATIONS, UNetConfig, check_run, init_config, pretrained_path, read_model_config, read_model_info, usable_diameter
 from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, positive_number, run_command
 from .data import list_samples
+from .engine import ENGINES, PRECISIONS, check_engine
 
 # %% auto #0
 __all__ = ['eda_parser', 'eda', 'train_parser', 'train', 'predict_parser', 'predict', 'evaluate_parser', 'evaluate']
@@ -23,6 +24,18 @@ def _data_or_default(data: Path | None) -> Path:
     "`data`, or the synthetic samples (made on first use) when it is None."
     from nuclei_unet.synthetic import default_data
     return data if data is not None else default_data()
+
+def _engine_flags(p: CommandParser):
+    "Add the flags that choose what runs the network: --engine, --precision, --threads."
+    p.add_argument('--engine', choices=ENGINES, help='what runs the network: openvino (default; fast on CPUs) or keras (the float32 reference; a GPU when there is one)')
+    p.add_argument('--precision', choices=PRECISIONS, help='f32 or bf16 (default: bf16 with openvino on a CPU with bf16 instructions, else f32)')
+    p.add_argument('--threads', type=int, help='CPU threads for the network (default: all cores)')
+
+def _predictor(a, model: Path):
+    "The `Predictor` that flags `a` ask for; the engine and precision are checked before anything loads."
+    check_engine(a.engine or 'openvino', a.precision)
+    from nuclei_unet.predict import Predictor
+    return Predictor(model, tta=a.tta, tile=getattr(a, 'tile', 512), engine=a.engine or 'openvino', precision=a.precision, threads=a.threads)
 
 # %% ../nbs/95_cli.ipynb #224c1680
 def eda_parser() -> CommandParser:
@@ -110,6 +123,7 @@ def predict_parser() -> CommandParser:
     p.add_argument('--tta', action='store_true', help='average 8 flipped/rotated views (8x slower)')
     p.add_argument('--tile', type=int, default=512, help='tile side for large images (default 512)')
     p.add_argument('--overwrite', action='store_true', help='predict again images already done')
+    _engine_flags(p)
     return p
 
 def _predict(a) -> int:
@@ -119,8 +133,9 @@ def _predict(a) -> int:
     cfg.check_tile(a.tile); usable_diameter(cfg, a.diameter, model)
     samples = list_samples(_data_or_default(a.data))
     out = ensure_dir(a.out)
-    from nuclei_unet.predict import Predictor, predict_folder
-    done, kept, failed = predict_folder(samples, Predictor(model, tta=a.tta, tile=a.tile), out, a.overwrite, diameter=a.diameter)
+    predictor = _predictor(a, model)
+    from nuclei_unet.predict import predict_folder
+    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter)
     print(f'{len(done) - kept} images predicted, {kept} already done (--overwrite redoes them), {len(failed)} skipped; '
           f'{out}: masks/, labels/, figures/, records/, submission.csv, summary.csv')
     for line in failed: print(f'nuclei_predict: skipped {line}', file=sys.stderr)
@@ -142,6 +157,7 @@ def evaluate_parser() -> CommandParser:
     p.add_argument('--tta', action='store_true', help='with a model: test-time augmentation')
     p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
                    help='with a model: median nucleus diameter in pixels, or auto to estimate it per image (default auto)')
+    _engine_flags(p)
     p.add_argument('--json', action='store_true', help='print the scores as JSON on stdout (the table goes to stderr)')
     return p
 
@@ -150,15 +166,15 @@ def _evaluate(a) -> int:
     from nuclei_unet.evaluate import evaluate as evaluate_samples, format_scores, summarize_scores, validation_samples
     samples = list_samples(a.data)
     if a.pred is not None and not a.pred.is_dir(): raise bad_value('pred', a.pred, 'no such folder')
-    model_only = [f for f, on in (('val', a.val), ('tta', a.tta), ('diameter', a.diameter is not None)) if on]
+    model_only = [f for f, on in (('val', a.val), ('tta', a.tta), ('diameter', a.diameter is not None),
+                                  ('engine', a.engine), ('precision', a.precision), ('threads', a.threads)) if on]
     if a.pred is not None and model_only: raise NucleiError(f'{model_only[0]}: needs a model, not --pred', model_only[0])
     predict = None
     if a.pred is None:
         model = a.model or pretrained_path()
         usable_diameter(read_model_config(model), a.diameter, model)
         if a.val: samples = validation_samples(samples, read_model_info(model), str(model))
-        from nuclei_unet.predict import Predictor
-        predictor = Predictor(model, tta=a.tta)
+        predictor = _predictor(a, model)
         predict = lambda image: predictor.predict(image, a.diameter).labels
     rows = evaluate_samples(samples, predict=predict, pred_dir=a.pred)
     summary = summarize_scores(rows)

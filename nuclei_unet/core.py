@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['NucleiError', 'bad_value', 'atomic_path', 'save_figure', 'remove_temporaries', 'ensure_dir', 'cache_dir',
-           'native_stderr_silenced', 'import_tensorflow', 'progress_bar', 'CommandParser', 'positive_number',
-           'diameter_arg', 'flag_message', 'run_command']
+__all__ = ['BF16_FLAGS', 'NucleiError', 'bad_value', 'atomic_path', 'save_figure', 'remove_temporaries', 'ensure_dir',
+           'cache_dir', 'file_lock', 'native_stderr_silenced', 'import_tensorflow', 'cpu_flags', 'has_bf16',
+           'progress_bar', 'CommandParser', 'positive_number', 'diameter_arg', 'flag_message', 'run_command']
 
 # %% ../nbs/00_core.ipynb #cca5dc46
 class NucleiError(ValueError):
@@ -71,6 +71,22 @@ def cache_dir() -> Path:
     if os.environ.get('NUCLEI_UNET_CACHE'): return Path(os.environ['NUCLEI_UNET_CACHE'])
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'nuclei_unet'
 
+# %% ../nbs/00_core.ipynb #9ae183b8
+@contextmanager
+def file_lock(path: str | os.PathLike):
+    "Hold an exclusive lock on file `path` (made if missing) within the block, waiting while another process holds it."
+    with open(path, 'a+b') as f:
+        if os.name == 'nt':
+            import msvcrt
+            f.seek(0); msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)     # retries for 10 s, then raises OSError
+        else:
+            import fcntl
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield Path(path)
+        finally:
+            if os.name == 'nt': f.seek(0); msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+            else: fcntl.flock(f, fcntl.LOCK_UN)
+
 # %% ../nbs/00_core.ipynb #d8c6519f
 @contextmanager
 def native_stderr_silenced():
@@ -91,6 +107,19 @@ def import_tensorflow():
         import keras  # noqa: F401 (its start-up notices too)
         tf.config.list_physical_devices('GPU')
     return tf
+
+# %% ../nbs/00_core.ipynb #c9a1f3b1
+BF16_FLAGS = frozenset({'avx512_bf16', 'amx_bf16'})
+
+def cpu_flags() -> set[str]:
+    "The CPU feature flags of this machine from /proc/cpuinfo (empty where there is none: macOS, Windows)."
+    try: text = Path('/proc/cpuinfo').read_text()
+    except OSError: return set()
+    return set(next((l.split(':', 1)[1].split() for l in text.splitlines() if l.startswith('flags')), []))
+
+def has_bf16(flags: set[str] | None = None) -> bool:
+    "Whether the CPU (or these `flags`) has bf16 instructions."
+    return bool(BF16_FLAGS & (cpu_flags() if flags is None else flags))
 
 # %% ../nbs/00_core.ipynb #551cee2a
 def progress_bar(items, desc: str, total: int | None = None, progress: bool | None = None):

@@ -18,9 +18,9 @@ from skimage.segmentation import relabel_sequential
 from .core import NucleiError, atomic_path, cache_dir
 
 # %% auto #0
-__all__ = ['MODALITIES', 'IMAGE_SUFFIXES', 'LABEL_TAGS', 'as_rgb8', 'is_image_file', 'decode_file', 'read_image',
-           'masks_to_labels', 'read_labels', 'Sample', 'list_samples', 'cached_masks_to_labels', 'read_sample',
-           'iter_samples', 'find_dsb2018']
+__all__ = ['MODALITIES', 'IMAGE_SUFFIXES', 'LABEL_TAGS', 'as_rgb8', 'intensity_range', 'normalize_image', 'is_image_file',
+           'decode_file', 'read_image', 'masks_to_labels', 'read_labels', 'Sample', 'list_samples',
+           'cached_masks_to_labels', 'read_sample', 'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
@@ -40,6 +40,24 @@ def as_rgb8(image: np.ndarray) -> np.ndarray:
         out = np.zeros(f.shape, np.uint8) if hi <= lo else np.rint((f - lo) * (255 / (hi - lo))).astype(np.uint8)
     if out.ndim == 2: out = out[..., None]
     return np.repeat(out, 3, axis=2) if out.shape[2] == 1 else np.ascontiguousarray(out)
+
+# %% ../nbs/00_data.ipynb #eedb813c
+def intensity_range(image: np.ndarray, percentiles: tuple = (1.0, 99.8)) -> tuple[float, float]:
+    "Two percentiles of all values of `image` (as `np.percentile`, linear); uint8 images by histogram."
+    a = np.asarray(image)
+    if a.dtype != np.uint8: return tuple(float(v) for v in np.percentile(a, percentiles))
+    cum = np.cumsum(np.bincount(a.ravel(), minlength=256))
+    def value(q):
+        r = (a.size - 1) * q / 100
+        k = int(r)
+        v0, v1 = np.searchsorted(cum, k + 1), np.searchsorted(cum, min(k + 2, a.size))
+        return float(v0 + (r - k) * (v1 - v0))
+    return value(percentiles[0]), value(percentiles[1])
+
+def normalize_image(image: np.ndarray, percentiles: tuple = (1.0, 99.8), value_range: tuple | None = None) -> np.ndarray:
+    "RGB image (H,W,3) -> new float32 array: `value_range` (default: the image's percentiles) mapped to 0..1, not clipped."
+    lo, hi = value_range or intensity_range(image, percentiles)
+    return (np.asarray(image, np.float32) - np.float32(lo)) / np.float32(max(hi - lo, 1e-3))
 
 # %% ../nbs/00_data.ipynb #44f11bd4
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp')

@@ -7,21 +7,19 @@ from __future__ import annotations
 import csv, json, sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from .config import UNetConfig, pretrained_path, usable_diameter
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, import_tensorflow, progress_bar, remove_temporaries, save_figure
+from .config import UNetConfig, pretrained_path, read_model_config, read_model_info, usable_diameter
+from .core import NucleiError, atomic_path, bad_value, ensure_dir, progress_bar, remove_temporaries, save_figure
 
-import_tensorflow()
 import cv2
-import keras
 import numpy as np
 
-from .data import Sample, decode_file, read_sample
+from .data import Sample, decode_file, intensity_range, normalize_image, read_sample
 from .eda import outline
+from .engine import load_engine
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels
 from .metrics import dice, dsb_score
-from .model import intensity_range, load_model, normalize_image
 
 # %% auto #0
 __all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SUMMARY_COLUMNS', 'predict_probabilities', 'Prediction',
@@ -54,7 +52,7 @@ def _ramp(n: int, overlap: int) -> np.ndarray:
 # %% ../nbs/05_predict.ipynb #16b11ea0
 _DIHEDRAL = [(k, f) for f in (False, True) for k in range(4)]
 
-def _predict_tile(model: keras.Model, x: np.ndarray, multiple: int, tta: bool) -> np.ndarray:
+def _predict_tile(net: Callable, x: np.ndarray, multiple: int, tta: bool) -> np.ndarray:
     "Probabilities (h,w,C) for normalized tile `x` (h,w,3), padded to `multiple` and cropped back; TTA averages 8 views."
     h, w = x.shape[:2]
     xp = _pad_to(x, -(-h // multiple) * multiple, -(-w // multiple) * multiple)
@@ -62,7 +60,7 @@ def _predict_tile(model: keras.Model, x: np.ndarray, multiple: int, tta: bool) -
     acc = 0
     for k, flip in views:
         v = np.rot90(xp[:, ::-1] if flip else xp, k)
-        p = np.asarray(model(np.ascontiguousarray(v)[None], training=False))[0]
+        p = np.asarray(net(np.ascontiguousarray(v)[None]))[0]
         p = np.rot90(p, -k)
         acc = acc + (p[:, ::-1] if flip else p)
     return (acc / len(views))[:h, :w]
@@ -74,9 +72,9 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
     r = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA if h < x.shape[0] else cv2.INTER_LINEAR)
     return r.reshape(h, w, -1)
 
-def predict_probabilities(model: keras.Model, cfg: UNetConfig, image: np.ndarray, tile: int = 512,
+def predict_probabilities(net: Callable, cfg: UNetConfig, image: np.ndarray, tile: int = 512,
                           overlap: int = 64, tta: bool = False, zoom: float = 1.0) -> np.ndarray:
-    "RGB uint8 image (H,W,3) -> float32 probabilities (H,W,len(cfg.outputs)), the network seeing it resized by `zoom`, tiled above `tile`."
+    "RGB uint8 image (H,W,3) -> float32 probabilities (H,W,len(cfg.outputs)) from `net` (an `Engine` or a Keras model), seeing it resized by `zoom`, tiled above `tile`."
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}')
     cfg.check_tile(tile, overlap)
@@ -87,7 +85,7 @@ def predict_probabilities(model: keras.Model, cfg: UNetConfig, image: np.ndarray
     def tile_probabilities(sl):
         x = normalize_image(image[sl], value_range=value_range)
         th, tw = x.shape[:2]
-        p = _predict_tile(model, _resize(x, max(1, round(th * zoom)), max(1, round(tw * zoom))), cfg.multiple, tta)
+        p = _predict_tile(net, _resize(x, max(1, round(th * zoom)), max(1, round(tw * zoom))), cfg.multiple, tta)
         return _resize(p.astype(np.float32), th, tw)
 
     ys, xs = _starts(h, side, margin), _starts(w, side, margin)
@@ -118,16 +116,18 @@ class Prediction:
     def estimated(self) -> bool: return self.diameter_source == 'estimated'
 
 class Predictor:
-    "A loaded model with its config and instance thresholds: `predictor.predict(image, diameter=None) -> Prediction`."
-    def __init__(self, model_path: str | Path, params: InstanceParams | None = None, tta: bool = False, tile: int = 512):
-        self.model, self.cfg, self.info = load_model(model_path)
+    "A model ready to run, with its config and instance thresholds: `predictor.predict(image, diameter=None) -> Prediction`."
+    def __init__(self, model_path: str | Path, params: InstanceParams | None = None, tta: bool = False, tile: int = 512,
+                 engine: str = 'openvino', precision: str | None = None, threads: int | None = None):
+        self.cfg, self.info = read_model_config(model_path), read_model_info(model_path)
         self.path, self.tta, self.tile = Path(model_path), tta, self.cfg.check_tile(tile)
+        self.engine = load_engine(model_path, engine, precision, threads)      # see `engine`: OpenVINO by default, or Keras
         stored = self.info.get('tta_instances') if tta else None      # thresholds tuned for TTA, where the model has them
         self.params = params or InstanceParams(**(stored or self.info.get('instances', {})))
 
     def _at(self, image: np.ndarray, zoom: float) -> tuple[np.ndarray, np.ndarray]:
         "(probabilities, labels) of `image` with the network at `zoom`."
-        prob = predict_probabilities(self.model, self.cfg, image, tile=self.tile, tta=self.tta, zoom=zoom)
+        prob = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, tta=self.tta, zoom=zoom)
         return prob, probabilities_to_labels(prob, self.params.at_zoom(zoom))
 
     def _estimate(self, image: np.ndarray) -> Prediction:
@@ -229,7 +229,7 @@ def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, o
             failed.append(f'{s.image}: {e}' if str(s.image) not in str(e) else str(e)); continue
         if r.diameter_source == 'model': print(f'{s.id}: no nuclei found to estimate the diameter; used the model\'s {r.diameter:g} px', file=sys.stderr)
         save_figure(plot_prediction(s.id, image, labels, truth), out/'figures'/f'{s.id}.png')
-        record = dict(id=s.id, nuclei=int(labels.max()), diameter=r.diameter, diameter_source=r.diameter_source)
+        record = dict(id=s.id, nuclei=int(labels.max()), diameter=r.diameter, diameter_source=r.diameter_source, **predictor.engine.describe())
         with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
         for sub, arr in (('masks', (labels > 0).astype(np.uint8) * 255), ('labels', labels.astype(np.uint16))):
             with atomic_path(out/sub/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), arr)

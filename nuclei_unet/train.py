@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import UNetConfig, check_run, read_model_info
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, import_tensorflow, remove_temporaries, save_figure
+from .core import NucleiError, atomic_path, bad_value, ensure_dir, has_bf16, import_tensorflow, remove_temporaries, save_figure
 
 tf = import_tensorflow()
 import cv2
@@ -18,17 +18,16 @@ import keras
 import numpy as np
 from skimage.color import hed2rgb, rgb2hed
 
-from .data import Sample, list_samples, read_sample
+from .data import Sample, intensity_range, list_samples, normalize_image, read_sample
 from .eda import collect_stats
 from .instances import median_diameter, resize_labels
 from .losses import bce_dice_loss, dice_coef
 from .config import AUGMENTATIONS
-from .model import build_unet, intensity_range, load_model, make_targets, normalize_image, save_model
+from .model import build_unet, load_model, make_targets, save_model
 
 # %% auto #0
 __all__ = ['tf', 'split_samples', 'crop_example', 'load_example', 'prepare_samples', 'augment', 'make_dataset', 'plot_history',
-           'write_history', 'cosine_lr', 'RunCheckpoint', 'cpu_flags', 'training_precision', 'dtype_policy', 'rebuild',
-           'train']
+           'write_history', 'cosine_lr', 'RunCheckpoint', 'training_precision', 'dtype_policy', 'rebuild', 'train']
 
 # %% ../nbs/04_train.ipynb #ffc844a7
 def _rank(sample_id: str) -> str: return hashlib.md5(sample_id.encode()).hexdigest()
@@ -194,16 +193,10 @@ class RunCheckpoint(keras.callbacks.Callback):
         save_figure(plot_history(self.rows), self.out/'hist.png')
 
 # %% ../nbs/04_train.ipynb #b12dc884
-def cpu_flags() -> set[str]:
-    "The CPU feature flags of this machine from /proc/cpuinfo (empty where there is none: macOS, Windows)."
-    try: text = Path('/proc/cpuinfo').read_text()
-    except OSError: return set()
-    return set(next((l.split(':', 1)[1].split() for l in text.splitlines() if l.startswith('flags')), []))
-
 def training_precision(gpus: bool, flags: set[str] | None = None) -> str:
     "The Keras dtype policy for training here: mixed_float16 on GPUs, mixed_bfloat16 on CPUs with bf16 instructions, else float32."
     if gpus: return 'mixed_float16'
-    return 'mixed_bfloat16' if {'avx512_bf16', 'amx_bf16'} & (cpu_flags() if flags is None else flags) else 'float32'
+    return 'mixed_bfloat16' if has_bf16(flags) else 'float32'
 
 @contextmanager
 def dtype_policy(name: str):
