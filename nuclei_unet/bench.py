@@ -9,16 +9,17 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from .core import CommandParser, import_tensorflow, run_command
+from .core import CommandParser, cpu_flags, has_bf16, import_tensorflow, run_command
 
 tf = import_tensorflow()
 import cv2
 import keras
 import numpy as np
 
-from .data import find_dsb2018, list_samples, read_image, read_sample
+from .data import find_dsb2018, list_samples, read_image, read_labels, read_sample
 from .instances import median_diameter, probabilities_to_labels, resize_labels
 from .evaluate import validation_samples
+from .engine import default_threads, openvino_model
 from .predict import Predictor, predict_folder, predict_probabilities
 from .losses import bce_dice_loss, dice_coef
 from .metrics import dsb_score
@@ -28,8 +29,9 @@ from .synthetic import default_data
 from .train import make_dataset, prepare_samples, split_samples
 
 # %% auto #0
-__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'SCALE_FACTORS', 'bench_train', 'markdown_table', 'bench_predict',
-           'bench_pretrained', 'bench_scale', 'bench_parser', 'main']
+__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'SCALE_FACTORS', 'bench_train', 'markdown_table',
+           'bench_predict', 'engine_cases', 'bench_pretrained', 'cpu_summary', 'gflop_per_megapixel', 'matmul_gflops',
+           'bench_ceiling', 'bench_scale', 'bench_parser', 'main']
 
 # %% ../nbs/90_bench.ipynb #aae3e89f
 def _images_per_s(model, make_input, steps: int, batch_size: int) -> float:
@@ -78,9 +80,14 @@ TRAIN_COLUMNS = {'S': lambda r: f"{r['size']}", 'channel rate': lambda r: f"{r['
 # %% ../nbs/90_bench.ipynb #6860da0e
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-def _measure_folder(model_path: str, data: str, ids: list[str], tta: bool = False) -> dict:
-    "In a fresh process: megapixels/s of the model alone and end to end on samples `ids` of `data`, and peak RSS."
-    predictor = Predictor(model_path, tta=tta)
+def _cpu_seconds() -> float:
+    "CPU seconds (user + system) used by this process so far, over all its threads."
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+def _measure_folder(model_path: str, data: str, ids: list[str], tta: bool = False, engine: str = 'openvino', precision: str | None = None) -> dict:
+    "In a fresh process: megapixels/s of the model alone and end to end on samples `ids` of `data`, CPU/wall, peak RSS and mAP."
+    predictor = Predictor(model_path, tta=tta, engine=engine, precision=precision)
     samples = [s for s in list_samples(data) if s.id in set(ids)]
     images = [read_image(s.image) for s in samples]
     mp = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
@@ -89,11 +96,13 @@ def _measure_folder(model_path: str, data: str, ids: list[str], tta: bool = Fals
     for i in images: predict_probabilities(predictor.engine, predictor.cfg, i, tta=tta)
     model_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as out:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu_seconds()
         predict_folder(samples, predictor, Path(out), overwrite=True, progress=False)
-        total_s = time.perf_counter() - t
-    return dict(images=len(images), megapixels=round(mp, 2), model_mp_s=round(mp / model_s, 3),
-                end_to_end_mp_s=round(mp / total_s, 3), peak_rss_mb=round(_peak_rss_mb()))
+        total_s, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
+        scores = [dsb_score(read_sample(s)[1], read_labels(Path(out)/'labels'/f'{s.id}.png')) for s in samples if s.has_truth]
+    return dict(images=len(images), megapixels=round(mp, 2), model_mp_s=round(mp / model_s, 3), end_to_end_mp_s=round(mp / total_s, 3),
+                cpu_per_wall=round(cpu / total_s, 2), peak_rss_mb=round(_peak_rss_mb()), mAP=round(float(np.mean(scores)), 4) if scores else None,
+                **predictor.engine.describe())
 
 def _tiled(a: np.ndarray, side: int) -> np.ndarray:
     "`a` (h,w,...) repeated into a new (side,side,...) array, filled in place (no second full-size copy)."
@@ -102,12 +111,12 @@ def _tiled(a: np.ndarray, side: int) -> np.ndarray:
         for x in range(0, side, a.shape[1]): out[y:y + a.shape[0], x:x + a.shape[1]] = a[:side - y, :side - x]
     return out
 
-def _measure_large(model_path: str, side: int) -> dict:
+def _measure_large(model_path: str, side: int, engine: str = 'openvino', precision: str | None = None) -> dict:
     "In a fresh process: megapixels/s on one side x side image, model alone and with instances, and peak RSS."
     from scipy import ndimage as ndi
     from nuclei_unet.model import make_targets
     from nuclei_unet.synthetic import synthetic_sample
-    predictor = Predictor(model_path)
+    predictor = Predictor(model_path, engine=engine, precision=precision)
     tile, truth, _ = synthetic_sample(0)
     image = _tiled(tile, side)
     predict_probabilities(predictor.engine, predictor.cfg, image[:64, :64])                  # warm-up
@@ -123,7 +132,7 @@ def _measure_large(model_path: str, side: int) -> dict:
     inst_s = time.perf_counter() - t
     mp = side * side / 1e6
     return dict(images=1, megapixels=round(mp, 2), model_mp_s=round(mp / model_s, 3), end_to_end_mp_s=round(mp / (model_s + inst_s), 3),
-                nuclei=int(labels.max()), peak_rss_mb=round(_peak_rss_mb()))
+                nuclei=int(labels.max()), peak_rss_mb=round(_peak_rss_mb()), **predictor.engine.describe())
 
 def _in_fresh_process(fn, *args):
     "Run `fn(*args)` in a new spawned Python process and return its result."
@@ -145,19 +154,81 @@ def bench_predict(data: str | os.PathLike, rates=(0.5, 1.0), n_images: int = 12,
             print(markdown_table(rows[-1:], PREDICT_COLUMNS, header=False), flush=True)
     return rows
 
-def bench_pretrained(data: str | os.PathLike, n_images: int = 12) -> list[dict]:
-    "Megapixels/s and peak RSS of the bundled model on the first `n_images` of its validation images, without and with TTA."
+def engine_cases() -> list[tuple[str, str]]:
+    "The (engine, precision) pairs worth timing on this CPU: the Keras reference, OpenVINO f32, and OpenVINO bf16 where it runs."
+    return [('keras', 'f32'), ('openvino', 'f32')] + [('openvino', 'bf16')] * has_bf16()
+
+def bench_pretrained(data: str | os.PathLike, n_images: int | None = None, large: int | None = 4096, tta: bool = False) -> list[dict]:
+    "For each engine, in fresh processes: the bundled model on its validation images (all, or the first `n_images`) and on one `large` image."
     ids = [s.id for s in validation_samples(list_samples(data), read_model_info(pretrained_path()))][:n_images]
-    rows = []
-    for tta in (False, True):
-        rows.append({'case': f"bundled model{', TTA' if tta else ''}: {len(ids)} validation images", 'channel_rate': read_model_info(pretrained_path())['config']['channel_rate'],
-                     **_in_fresh_process(_measure_folder, str(pretrained_path()), str(data), ids, tta)})
+    rate, rows = read_model_info(pretrained_path())['config']['channel_rate'], []
+    for engine, precision in engine_cases():
+        rows.append({'case': f"{len(ids)} validation images{', TTA' if tta else ''}", 'channel_rate': rate,
+                     **_in_fresh_process(_measure_folder, str(pretrained_path()), str(data), ids, tta, engine, precision)})
         print(markdown_table(rows[-1:], PREDICT_COLUMNS, header=len(rows) == 1), flush=True)
+    for engine, precision in engine_cases() if large else []:
+        rows.append({'case': f'one {large}x{large} image', 'channel_rate': rate, **_in_fresh_process(_measure_large, str(pretrained_path()), large, engine, precision)})
+        print(markdown_table(rows[-1:], PREDICT_COLUMNS, header=False), flush=True)
     return rows
 
-PREDICT_COLUMNS = {'case': lambda r: r['case'], 'channel rate': lambda r: f"{r['channel_rate']:g}",
+PREDICT_COLUMNS = {'case': lambda r: r['case'], 'engine': lambda r: f"{r['engine']} {r['precision']}", 'channel rate': lambda r: f"{r['channel_rate']:g}",
                    'megapixels': lambda r: f"{r['megapixels']:.2f}", 'model alone MP/s': lambda r: f"{r['model_mp_s']:.3f}",
-                   'end to end MP/s': lambda r: f"{r['end_to_end_mp_s']:.3f}", 'peak RSS MB': lambda r: f"{r['peak_rss_mb']:,}"}
+                   'end to end MP/s': lambda r: f"{r['end_to_end_mp_s']:.3f}", 'CPU/wall': lambda r: f"{r['cpu_per_wall']:.2f}" if 'cpu_per_wall' in r else '',
+                   'peak RSS MB': lambda r: f"{r['peak_rss_mb']:,}", 'mAP': lambda r: '' if r.get('mAP') is None else f"{r['mAP']:.4f}"}
+
+# %% ../nbs/90_bench.ipynb #8304407b
+INTERESTING_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_tile')
+
+def cpu_summary() -> dict:
+    "The CPU's model name, its flags of interest, and its physical and logical cores (from /proc/cpuinfo where there is one)."
+    try: text = Path('/proc/cpuinfo').read_text()
+    except OSError: text = ''
+    field = lambda name: [l.split(':', 1)[1].strip() for l in text.splitlines() if l.split(':')[0].strip() == name]
+    physical = len(set(zip(field('physical id'), field('core id')))) or None
+    return dict(model=(field('model name') or ['unknown'])[0], flags=[f for f in INTERESTING_FLAGS if f in cpu_flags()],
+                physical_cores=physical, logical_cores=os.cpu_count())
+
+def gflop_per_megapixel(model_path: str | os.PathLike) -> float:
+    "The network's arithmetic per megapixel of input, in GFLOP, counted from its OpenVINO graph at 512x512."
+    import openvino as ov
+    graph = ov.Core().read_model(openvino_model(model_path))
+    graph.reshape([1, 512, 512, 3])
+    flops = 0
+    for op in graph.get_ops():
+        if op.get_type_name() == 'Convolution':               # output (N,Cout,H,W), weights (Cout,Cin,kh,kw)
+            w = list(op.input(1).get_partial_shape().to_shape())
+            flops += 2 * np.prod(list(op.get_output_shape(0))) * np.prod(w[1:])
+    return float(flops) / (512 * 512 / 1e6) / 1e9
+
+def matmul_gflops(precision: str = 'f32', n: int = 2048, repeats: int = 5, engine: str = 'openvino') -> float:
+    "The best GFLOP/s of an n x n matrix product: through OpenVINO at `precision`, or (`engine='numpy'`) numpy's float32 BLAS."
+    a, b = (np.random.default_rng(i).random((n, n), np.float32) for i in (0, 1))
+    if engine == 'numpy': run = lambda: a @ b
+    else:
+        import openvino as ov, openvino.opset13 as ops
+        x = ops.parameter([n, n], np.float32)
+        compiled = ov.Core().compile_model(ov.Model([ops.matmul(x, ops.constant(b), False, False)], [x]), 'CPU',
+                                           {'INFERENCE_PRECISION_HINT': precision, 'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': default_threads()})
+        run = lambda: compiled(a)
+    run()
+    best = min(_timed(run) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+def _timed(fn) -> float:
+    "Seconds one call of `fn` takes."
+    t = time.perf_counter(); fn()
+    return time.perf_counter() - t
+
+def bench_ceiling(model_path: str | os.PathLike, model_mp_s: dict | None = None) -> dict:
+    "Print the CPU, the network's GFLOP per megapixel and the matmul peaks; with `model_mp_s` {(engine, precision): MP/s}, the share of the peak each reaches."
+    cpu, gflop = cpu_summary(), gflop_per_megapixel(model_path)
+    peaks = {('numpy', 'f32'): matmul_gflops(engine='numpy')} | {('openvino', p): matmul_gflops(p) for p in ['f32'] + ['bf16'] * has_bf16()}
+    print(f"CPU {cpu['model']}; flags {' '.join(cpu['flags'])}; {cpu['physical_cores']} physical / {cpu['logical_cores']} logical cores")
+    print(f'network: {gflop:.1f} GFLOP per megapixel; ' + '; '.join(f'{e} {p} matmul peak {v:.1f} GFLOP/s' for (e, p), v in peaks.items()))
+    for (engine, precision), mp_s in (model_mp_s or {}).items():
+        peak = max(v for (e, p), v in peaks.items() if p == precision)
+        print(f'{engine} {precision}: {mp_s:.3f} MP/s = {mp_s * gflop:.1f} GFLOP/s, {100 * mp_s * gflop / peak:.0f}% of the {precision} matmul peak')
+    return dict(cpu=cpu, gflop_per_mp=gflop, peaks={f'{e} {p}': v for (e, p), v in peaks.items()})
 
 # %% ../nbs/90_bench.ipynb #51aed30e
 SCALE_FACTORS = (0.5, 1, 2, 3, 4)
@@ -203,14 +274,13 @@ def _scale_columns(modes) -> dict:
 def bench_parser() -> CommandParser:
     "The arguments of `python -m nuclei_unet.bench`."
     p = CommandParser(prog='nuclei_unet.bench', description='Print benchmark figures.')
-    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'scale'], help='what to measure')
+    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'scale'], help='what to measure')
     p.add_argument('--data', type=Path, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
     p.add_argument('--sizes', type=int, nargs='+', default=[128, 256], help='train: crop sizes')
     p.add_argument('--rates', type=float, nargs='+', default=[0.5, 1.0], help='channel rates')
-    p.add_argument('--images', type=int, default=12, help='predict: images from the data')
-    p.add_argument('--large', type=int, default=8192, help='predict: side of the large image (0: none)')
+    p.add_argument('--images', type=int, help='predict: images from the data (default 12); pretrained, scale: the first N validation images (default all)')
+    p.add_argument('--large', type=int, help='predict, pretrained: side of the large image (0: none; default 8192 and 4096)')
     p.add_argument('--model', type=Path, help='scale: model file (default: the bundled model)')
-    p.add_argument('--all', action='store_true', help='scale: every validation image (default: --images of them)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--steps', type=int, default=8)
     return p
@@ -220,9 +290,12 @@ def _bench(a) -> int:
     data = a.data or find_dsb2018() or default_data()
     print(f'data {data}; {os.cpu_count()} CPUs; GPUs: {len(tf.config.list_physical_devices("GPU"))}; batch {a.batch_size}, {a.steps} steps', flush=True)
     if a.what == 'train': bench_train(data, a.sizes, a.rates, a.batch_size, a.steps)
-    elif a.what == 'predict': bench_predict(data, a.rates, a.images, a.large or None)
-    elif a.what == 'pretrained': bench_pretrained(data, a.images)
-    else: bench_scale(a.model or pretrained_path(), data, n_images=None if a.all else a.images)
+    elif a.what == 'predict': bench_predict(data, a.rates, a.images or 12, 8192 if a.large is None else a.large or None)
+    elif a.what == 'pretrained':
+        rows = bench_pretrained(data, a.images, 4096 if a.large is None else a.large or None)
+        bench_ceiling(pretrained_path(), {(r['engine'], r['precision']): r['model_mp_s'] for r in rows if 'validation' in r['case']})
+    elif a.what == 'ceiling': bench_ceiling(pretrained_path())
+    else: bench_scale(a.model or pretrained_path(), data, n_images=a.images)
     return 0
 
 def main(argv: list[str] | None = None) -> int:
