@@ -123,6 +123,7 @@ def predict_parser() -> CommandParser:
     p.add_argument('--tta', action='store_true', help='average 8 flipped/rotated views (8x slower)')
     p.add_argument('--tile', type=int, default=512, help='tile side for large images (default 512)')
     p.add_argument('--overwrite', action='store_true', help='predict again images already done')
+    p.add_argument('--figures', choices=('none', 'some', 'all'), default='some', help='figures/<id>.png for: some images (16, spread over the folder; default), all or none')
     _engine_flags(p)
     return p
 
@@ -135,7 +136,7 @@ def _predict(a) -> int:
     out = ensure_dir(a.out)
     predictor = _predictor(a, model)
     from nuclei_unet.predict import predict_folder
-    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter)
+    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures)
     print(f'{len(done) - kept} images predicted, {kept} already done (--overwrite redoes them), {len(failed)} skipped; '
           f'{out}: masks/, labels/, figures/, records/, submission.csv, summary.csv')
     for line in failed: print(f'nuclei_predict: skipped {line}', file=sys.stderr)

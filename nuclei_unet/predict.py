@@ -5,12 +5,14 @@
 # %% ../nbs/05_predict.ipynb #1ea539ca
 from __future__ import annotations
 import csv, json, sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import UNetConfig, pretrained_path, read_model_config, read_model_info, usable_diameter
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, progress_bar, remove_temporaries, save_figure
+from .core import NucleiError, atomic_path, bad_value, ensure_dir, progress_bar, remove_temporaries
 
 import cv2
 import numpy as np
@@ -18,12 +20,13 @@ import numpy as np
 from .data import Sample, decode_file, intensity_range, normalize_image, read_sample
 from .eda import outline
 from .engine import load_engine
-from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels
+from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels, resize_labels
 from .metrics import dice, dsb_score
 
 # %% auto #0
-__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SUMMARY_COLUMNS', 'predict_probabilities', 'Prediction',
-           'Predictor', 'load_pretrained', 'plot_prediction', 'write_submission', 'write_summary', 'predict_folder']
+__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'FIGURE_SIDE', 'SUMMARY_COLUMNS', 'FIGURES', 'SOME_FIGURES',
+           'predict_probabilities', 'Prediction', 'Predictor', 'load_pretrained', 'prediction_figure',
+           'plot_prediction', 'write_submission', 'write_summary', 'figure_ids', 'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
@@ -171,30 +174,44 @@ def load_pretrained(tta: bool = False, tile: int = 512, params: InstanceParams |
     return Predictor(pretrained_path(), params=params, tta=tta, tile=tile)
 
 # %% ../nbs/05_predict.ipynb #913be0c4
-def plot_prediction(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None):
-    "A figure of one prediction, with its scores when `truth` is given."
-    import matplotlib.pyplot as plt
-    panels = [('image', image)]
+FIGURE_SIDE = 768                      # the longest side of an image panel in a saved figure, px
+
+def _panel(image: np.ndarray, labels: np.ndarray | None, title: str, scale: float) -> np.ndarray:
+    "One figure panel: `image` scaled by `scale`, the outlines of `labels` in yellow, `title` in a strip above."
+    h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
+    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if scale != 1 else image
+    if labels is not None: small = outline(small, resize_labels(labels, h, w))
+    strip = np.zeros((22, w, 3), np.uint8)
+    cv2.putText(strip, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([strip, small])
+
+def prediction_figure(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None,
+                      side: int = FIGURE_SIDE) -> np.ndarray:
+    "RGB uint8 picture of one prediction: image | predicted outlines [| true outlines, with Dice and mAP], titled; panels at most `side` px."
+    scale = min(1.0, side / max(image.shape[:2]))
+    panels = [_panel(image, None, sample_id[:40], scale), _panel(image, labels, f'predicted: {labels.max()} nuclei', scale)]
     if truth is not None:
-        panels += [(f'true mask ({truth.max()} nuclei)', truth > 0),
-                   (f'predicted ({labels.max()}): Dice {dice(truth, labels):.3f}, mAP {dsb_score(truth, labels):.3f}', labels > 0)]
-    else: panels += [(f'predicted outlines ({labels.max()} nuclei)', outline(image, labels))]
-    fig, axs = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.8))
-    for ax, (title, a) in zip(axs, panels):
-        ax.imshow(a, cmap='gray' if a.ndim == 2 else None, interpolation='nearest'); ax.set_title(title, fontsize=9); ax.axis('off')
-    fig.suptitle(sample_id, fontsize=10)
-    fig.tight_layout()
+        panels.append(_panel(image, truth, f'true: {truth.max()}; Dice {dice(truth, labels):.3f}, mAP {dsb_score(truth, labels):.3f}', scale))
+    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+
+def plot_prediction(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None):
+    "`prediction_figure` shown as a matplotlib figure, for notebooks."
+    import matplotlib.pyplot as plt
+    pic = prediction_figure(sample_id, image, labels, truth)
+    fig = plt.figure(figsize=(pic.shape[1] / 100, pic.shape[0] / 100), dpi=100)
+    fig.figimage(pic)
     return fig
 
 # %% ../nbs/05_predict.ipynb #37a570a7
-def write_submission(ids: Sequence[str], labels_dir: Path, path: Path) -> Path:
-    "Kaggle `ImageId,EncodedPixels` CSV from `labels_dir/<id>.png`; an image with no nuclei gets one empty row."
+def write_submission(ids: Sequence[str], labels_dir: Path, path: Path, rles: dict[str, list[str]] | None = None) -> Path:
+    "Kaggle `ImageId,EncodedPixels` CSV: each id's `rles` where given, else read from `labels_dir/<id>.png`; no nuclei gives one empty row."
     with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(['ImageId', 'EncodedPixels'])
         for i in ids:
-            rles = labels_to_rles(decode_file(labels_dir/f'{i}.png'))
-            for r in rles or ['']: w.writerow([i, r])
+            found = (rles or {}).get(i)
+            for r in (labels_to_rles(decode_file(labels_dir/f'{i}.png')) if found is None else found) or ['']: w.writerow([i, r])
     return path
 
 SUMMARY_COLUMNS = ('image', 'nuclei', 'diameter_px', 'diameter_source')
@@ -210,31 +227,56 @@ def write_summary(ids: Sequence[str], records_dir: Path, path: Path) -> Path:
             w.writerow([i, r.get('nuclei', ''), '' if d is None else f'{d:.2f}', r.get('diameter_source', '')])
     return path
 
+FIGURES, SOME_FIGURES = ('none', 'some', 'all'), 16
+
+def figure_ids(ids: Sequence[str], figures: str = 'some') -> set[str]:
+    "The ids whose figure is drawn: `all`, `none`, or `some`: `SOME_FIGURES` of them spread evenly over `ids`."
+    if figures not in FIGURES: raise bad_value('figures', figures, f'choose {", ".join(FIGURES)}')
+    if figures == 'none' or not ids: return set()
+    if figures == 'all': return set(ids)
+    return {ids[i] for i in np.linspace(0, len(ids) - 1, min(SOME_FIGURES, len(ids))).round().astype(int)}
+
+# %% ../nbs/05_predict.ipynb #d385f850
+def _write_outputs(s: Sample, image: np.ndarray, truth: np.ndarray | None, r: Prediction, out: Path, draw: bool, ran: dict) -> list[str]:
+    "Write one image's figure (when `draw`), record, mask and labels (last: they mark it done); return its RLEs."
+    if draw:
+        with atomic_path(out/'figures'/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), prediction_figure(s.id, image, r.labels, truth)[..., ::-1])
+    record = dict(id=s.id, nuclei=int(r.labels.max()), diameter=r.diameter, diameter_source=r.diameter_source, **ran)
+    with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
+    for sub, arr in (('masks', (r.labels > 0).astype(np.uint8) * 255), ('labels', r.labels.astype(np.uint16))):
+        with atomic_path(out/sub/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), arr)
+    return labels_to_rles(r.labels)
+
+def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
+    "Yield (item, future of `fn(item)`) in order, keeping the next `n` calls already submitted to `pool`."
+    futures = deque((x, pool.submit(fn, x)) for x in items[:n])
+    for nxt in list(items[n:]) + [None] * len(futures):
+        item, f = futures.popleft()
+        if nxt is not None: futures.append((nxt, pool.submit(fn, nxt)))
+        yield item, f
+
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
-                   progress: bool | None = None, diameter: float | None = None) -> tuple[list[str], int, list[str]]:
+                   progress: bool | None = None, diameter: float | None = None, figures: str = 'some') -> tuple[list[str], int, list[str]]:
     "Predict every sample into `out` (`diameter`: px, None = estimated): (ids with outputs, how many were already done, errors)."
+    draw = figure_ids([s.id for s in samples], figures)
     for d in ('masks', 'labels', 'figures', 'records'): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
-    done, failed, kept = [], [], 0
-    for s in progress_bar(samples, 'predicting', progress=progress):
-        if not overwrite and (out/'labels'/f'{s.id}.png').exists():
-            done.append(s.id); kept += 1
-            continue
-        try:
-            image, truth = read_sample(s)
-            r = predictor.predict(image, diameter)
-            labels = r.labels
-            if labels.max() >= 2**16: raise NucleiError(f'{labels.max():,} nuclei found, more than a 16-bit label image holds; predict it in parts')
-        except NucleiError as e:
-            failed.append(f'{s.image}: {e}' if str(s.image) not in str(e) else str(e)); continue
-        if r.diameter_source == 'model': print(f'{s.id}: no nuclei found to estimate the diameter; used the model\'s {r.diameter:g} px', file=sys.stderr)
-        save_figure(plot_prediction(s.id, image, labels, truth), out/'figures'/f'{s.id}.png')
-        record = dict(id=s.id, nuclei=int(labels.max()), diameter=r.diameter, diameter_source=r.diameter_source, **predictor.engine.describe())
-        with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
-        for sub, arr in (('masks', (labels > 0).astype(np.uint8) * 255), ('labels', labels.astype(np.uint16))):
-            with atomic_path(out/sub/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), arr)
-        done.append(s.id)
+    todo = [s for s in samples if overwrite or not (out/'labels'/f'{s.id}.png').exists()]
+    failed, rles, writes = [], {}, deque()
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:     # read ahead and write behind the network
+        for s, read in progress_bar(_ahead(reader, read_sample, todo), 'predicting', total=len(todo), progress=progress):
+            try:
+                image, truth = read.result()
+                r = predictor.predict(image, diameter)
+                if r.labels.max() >= 2**16: raise NucleiError(f'{r.labels.max():,} nuclei found, more than a 16-bit label image holds; predict it in parts')
+            except NucleiError as e:
+                failed.append(f'{s.image}: {e}' if str(s.image) not in str(e) else str(e)); continue
+            if r.diameter_source == 'model': print(f'{s.id}: no nuclei found to estimate the diameter; used the model\'s {r.diameter:g} px', file=sys.stderr)
+            writes.append((s.id, writer.submit(_write_outputs, s, image, truth, r, out, s.id in draw, predictor.engine.describe())))
+            while len(writes) > 2: i, f = writes.popleft(); rles[i] = f.result()        # at most two images wait to be written
+        for i, f in writes: rles[i] = f.result()
+    done = [s.id for s in samples if s.id in rles or s not in todo]
     if done:
-        write_submission(done, out/'labels', out/'submission.csv')
+        write_submission(done, out/'labels', out/'submission.csv', rles)
         write_summary(done, out/'records', out/'summary.csv')
-    return done, kept, failed
+    return done, len(samples) - len(todo), failed
