@@ -31,7 +31,7 @@ from .train import make_dataset, prepare_samples, split_samples
 # %% auto #0
 __all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'SCALE_FACTORS', 'bench_train', 'markdown_table',
            'bench_predict', 'engine_cases', 'bench_pretrained', 'cpu_summary', 'gflop_per_megapixel', 'matmul_gflops',
-           'bench_ceiling', 'bench_scale', 'bench_parser', 'main']
+           'bench_ceiling', 'bench_stages', 'bench_scale', 'bench_parser', 'main']
 
 # %% ../nbs/90_bench.ipynb #aae3e89f
 def _images_per_s(model, make_input, steps: int, batch_size: int) -> float:
@@ -230,6 +230,37 @@ def bench_ceiling(model_path: str | os.PathLike, model_mp_s: dict | None = None)
         print(f'{engine} {precision}: {mp_s:.3f} MP/s = {mp_s * gflop:.1f} GFLOP/s, {100 * mp_s * gflop / peak:.0f}% of the {precision} matmul peak')
     return dict(cpu=cpu, gflop_per_mp=gflop, peaks={f'{e} {p}': v for (e, p), v in peaks.items()})
 
+# %% ../nbs/90_bench.ipynb #95580ecb
+def _timed_result(fn, *args):
+    "(seconds, result) of one call of `fn(*args)`."
+    t = time.perf_counter()
+    r = fn(*args)
+    return time.perf_counter() - t, r
+
+def bench_stages(data: str | os.PathLike, n_images: int | None = None, engine: str = 'openvino', precision: str | None = None) -> dict:
+    "Seconds per megapixel of each stage of `nuclei_predict`, run one after another with the bundled model on the first `n_images` of `data`."
+    from nuclei_unet.data import intensity_range, normalize_image
+    from nuclei_unet.instances import labels_to_rles
+    from nuclei_unet.predict import prediction_figure
+    predictor = Predictor(pretrained_path(), engine=engine, precision=precision)
+    samples = list_samples(data)[:n_images]
+    secs, mp = dict.fromkeys(('read', 'normalize', 'model', 'instances', 'figure', 'write', 'submission'), 0.0), 0.0
+    predict_probabilities(predictor.engine, predictor.cfg, np.zeros((64, 64, 3), np.uint8))                  # warm-up
+    with tempfile.TemporaryDirectory() as out:
+        for s in samples:
+            t, (image, truth) = _timed_result(read_sample, s); secs['read'] += t
+            tn, _ = _timed_result(lambda: normalize_image(image, value_range=intensity_range(image, predictor.cfg.percentiles))); secs['normalize'] += tn
+            t, prob = _timed_result(predict_probabilities, predictor.engine, predictor.cfg, image); secs['model'] += t - tn     # it normalizes too
+            t, labels = _timed_result(probabilities_to_labels, prob, predictor.params); secs['instances'] += t
+            t, fig = _timed_result(prediction_figure, s.id, image, labels, truth); secs['figure'] += t
+            t, _ = _timed_result(lambda: [cv2.imwrite(f'{out}/{s.id}_{k}.png', a) for k, a in (('fig', fig[..., ::-1]), ('mask', (labels > 0).astype(np.uint8) * 255), ('labels', labels.astype(np.uint16)))]); secs['write'] += t
+            t, _ = _timed_result(labels_to_rles, labels); secs['submission'] += t
+            mp += image.shape[0] * image.shape[1] / 1e6
+    total = sum(secs.values())
+    print(f'{len(samples)} images, {mp:.2f} megapixels, {predictor.engine.name} {predictor.engine.precision}: ' +
+          ', '.join(f'{k} {v / mp:.3f} s/MP ({100 * v / total:.0f}%)' for k, v in secs.items()))
+    return {k: v / mp for k, v in secs.items()}
+
 # %% ../nbs/90_bench.ipynb #51aed30e
 SCALE_FACTORS = (0.5, 1, 2, 3, 4)
 
@@ -274,7 +305,7 @@ def _scale_columns(modes) -> dict:
 def bench_parser() -> CommandParser:
     "The arguments of `python -m nuclei_unet.bench`."
     p = CommandParser(prog='nuclei_unet.bench', description='Print benchmark figures.')
-    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'scale'], help='what to measure')
+    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'stages', 'scale'], help='what to measure')
     p.add_argument('--data', type=Path, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
     p.add_argument('--sizes', type=int, nargs='+', default=[128, 256], help='train: crop sizes')
     p.add_argument('--rates', type=float, nargs='+', default=[0.5, 1.0], help='channel rates')
@@ -295,6 +326,7 @@ def _bench(a) -> int:
         rows = bench_pretrained(data, a.images, 4096 if a.large is None else a.large or None)
         bench_ceiling(pretrained_path(), {(r['engine'], r['precision']): r['model_mp_s'] for r in rows if 'validation' in r['case']})
     elif a.what == 'ceiling': bench_ceiling(pretrained_path())
+    elif a.what == 'stages': bench_stages(data, a.images or 67)
     else: bench_scale(a.model or pretrained_path(), data, n_images=a.images)
     return 0
 
