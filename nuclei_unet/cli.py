@@ -37,6 +37,13 @@ def _predictor(a, model: Path):
     from nuclei_unet.predict import Predictor
     return Predictor(model, tta=a.tta, tile=getattr(a, 'tile', 512), engine=a.engine or 'openvino', precision=a.precision, threads=a.threads)
 
+def _check_planes(sample, channel, z):
+    "Fail fast when the first image needs a --channel or --z choice it was not given (other faults are reported per image)."
+    from nuclei_unet.data import read_raw
+    try: read_raw(sample.image, channel, z)
+    except NucleiError as e:
+        if e.param in ('channel', 'z'): raise
+
 # %% ../nbs/95_cli.ipynb #224c1680
 def eda_parser() -> CommandParser:
     "The flags of `nuclei_eda`."
@@ -123,6 +130,8 @@ def predict_parser() -> CommandParser:
     p.add_argument('--tta', action='store_true', help='average 8 flipped/rotated views (8x slower)')
     p.add_argument('--tile', type=int, default=512, help='tile side for large images (default 512)')
     p.add_argument('--overwrite', action='store_true', help='predict again images already done')
+    p.add_argument('--channel', help='the nuclear channel of multi-channel images: 1-based (as Fiji\'s C1..Cn) or a name from OME metadata')
+    p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
     p.add_argument('--figures', choices=('none', 'some', 'all'), default='some', help='figures/<id>.png for: some images (16, spread over the folder; default), all or none')
     _engine_flags(p)
     return p
@@ -134,9 +143,10 @@ def _predict(a) -> int:
     cfg.check_tile(a.tile); usable_diameter(cfg, a.diameter, model)
     samples = list_samples(_data_or_default(a.data))
     out = ensure_dir(a.out)
+    _check_planes(samples[0], a.channel, a.z)
     predictor = _predictor(a, model)
     from nuclei_unet.predict import predict_folder
-    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures)
+    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures, channel=a.channel, z=a.z)
     print(f'{len(done) - kept} images predicted, {kept} already done (--overwrite redoes them), {len(failed)} skipped; '
           f'{out}: masks/, labels/, figures/, records/, submission.csv, summary.csv')
     for line in failed: print(f'nuclei_predict: skipped {line}', file=sys.stderr)

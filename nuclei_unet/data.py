@@ -18,8 +18,9 @@ from skimage.segmentation import relabel_sequential
 from .core import NucleiError, atomic_path, cache_dir
 
 # %% auto #0
-__all__ = ['MODALITIES', 'IMAGE_SUFFIXES', 'LABEL_TAGS', 'as_rgb8', 'intensity_range', 'normalize_image', 'is_image_file',
-           'decode_file', 'read_image', 'masks_to_labels', 'read_labels', 'Sample', 'list_samples',
+__all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'VENDOR_FORMATS', 'MAX_PIXELS', 'LABEL_TAGS',
+           'as_rgb8', 'intensity_range', 'normalize_image', 'display_rgb8', 'is_image_file', 'image_id', 'decode_file',
+           'RawImage', 'read_raw', 'read_image', 'masks_to_labels', 'read_labels', 'Sample', 'list_samples',
            'cached_masks_to_labels', 'read_sample', 'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
@@ -42,10 +43,14 @@ def as_rgb8(image: np.ndarray) -> np.ndarray:
     return np.repeat(out, 3, axis=2) if out.shape[2] == 1 else np.ascontiguousarray(out)
 
 # %% ../nbs/00_data.ipynb #eedb813c
+SUBSAMPLE = 1 << 22                    # values that other dtypes' percentiles are estimated from
+
 def intensity_range(image: np.ndarray, percentiles: tuple = (1.0, 99.8)) -> tuple[float, float]:
-    "Two percentiles of all values of `image` (as `np.percentile`, linear); uint8 images by histogram."
+    "Two percentiles of the values of `image` (as `np.percentile`, linear): uint8 by histogram, others from a strided subsample of about `SUBSAMPLE` values."
     a = np.asarray(image)
-    if a.dtype != np.uint8: return tuple(float(v) for v in np.percentile(a, percentiles))
+    if a.dtype != np.uint8:
+        step = max(1, int(np.sqrt(a.size / SUBSAMPLE)))                   # every step-th row and column: once per image, never per tile
+        return tuple(float(v) for v in np.nanpercentile(a[::step, ::step], percentiles))
     cum = np.cumsum(np.bincount(a.ravel(), minlength=256))
     def value(q):
         r = (a.size - 1) * q / 100
@@ -54,18 +59,31 @@ def intensity_range(image: np.ndarray, percentiles: tuple = (1.0, 99.8)) -> tupl
         return float(v0 + (r - k) * (v1 - v0))
     return value(percentiles[0]), value(percentiles[1])
 
+NORMALIZED_RANGE = (-3.0, 4.0)         # normalized values beyond it (hot pixels, saturated spots) are clipped
+
 def normalize_image(image: np.ndarray, percentiles: tuple = (1.0, 99.8), value_range: tuple | None = None) -> np.ndarray:
-    "RGB image (H,W,3) -> new float32 array: `value_range` (default: the image's percentiles) mapped to 0..1, not clipped."
+    "Image (H,W,C) of any dtype -> new float32 array: `value_range` (default: the image's percentiles) mapped to 0..1, clipped to `NORMALIZED_RANGE`."
     lo, hi = value_range or intensity_range(image, percentiles)
-    return (np.asarray(image, np.float32) - np.float32(lo)) / np.float32(max(hi - lo, 1e-3))
+    x = (np.asarray(image, np.float32) - np.float32(lo)) / np.float32(max(hi - lo, 1e-3))
+    return np.clip(x, *NORMALIZED_RANGE, out=x)
+
+def display_rgb8(image: np.ndarray) -> np.ndarray:
+    "(H,W,3) image of any dtype -> RGB uint8 for display: uint8 as it is, others from their 0.5th to 99.9th percentile (a hot pixel cannot darken it)."
+    if image.dtype == np.uint8: return np.asarray(image)
+    return (np.clip(normalize_image(image, (0.5, 99.9)), 0, 1) * 255).round().astype(np.uint8)
 
 # %% ../nbs/00_data.ipynb #44f11bd4
-IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp')
+IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.npy')
 
 def is_image_file(path: str | os.PathLike) -> bool:
-    "True for a visible file with an image suffix; hidden files, `Thumbs.db`, notes etc. are not."
+    "True for a visible file with an image suffix (vendor formats too, to say how to convert them); hidden files, `Thumbs.db`, notes etc. are not."
     p = Path(path)
-    return not p.name.startswith('.') and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    return not p.name.startswith('.') and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in VENDOR_FORMATS) and p.is_file()
+
+def image_id(path: str | os.PathLike) -> str:
+    "The id of an image file: its name without the suffix (and without `.ome` for `x.ome.tif`)."
+    stem = Path(path).stem
+    return stem[:-4] if stem.lower().endswith('.ome') else stem
 
 # %% ../nbs/00_data.ipynb #f9a64819
 @contextmanager
@@ -85,12 +103,120 @@ def decode_file(path: str | os.PathLike) -> np.ndarray:
     if arr is None: raise NucleiError(f'{path}: not a readable image (corrupt, truncated or not an image)')
     return arr
 
-# %% ../nbs/00_data.ipynb #f7cc8c6d
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    "Read an image file as RGB uint8 (H,W,3), 0..255 (see `as_rgb8` for how other dtypes are scaled)."
+# %% ../nbs/00_data.ipynb #eb4737e4
+VENDOR_FORMATS = {'.czi': 'Zeiss CZI', '.nd2': 'Nikon ND2', '.lif': 'Leica LIF', '.lsm': 'Zeiss LSM', '.oib': 'Olympus OIB',
+                  '.oif': 'Olympus OIF', '.vsi': 'Olympus VSI', '.ims': 'Imaris', '.dv': 'DeltaVision', '.svs': 'Aperio SVS'}
+MAX_PIXELS = 1 << 30                   # values (planes x pixels x channels) one file may decode to in memory
+_UM = {'µm': 1.0, 'um': 1.0, 'micron': 1.0, 'microns': 1.0, '\\u00B5m': 1.0, 'nm': 1e-3, 'mm': 1e3}
+
+@dataclass(frozen=True)
+class RawImage:
+    "One image's pixels as stored, after the channel and z choices, with what its metadata says."
+    pixels: np.ndarray                 # (H,W,C) in the file's dtype: C = 3 for colour, else 1 (the chosen channel)
+    colour: bool                       # an RGB picture (8-bit PNG/JPEG/BMP, TIFF marked RGB) rather than a channel
+    channels: tuple[str, ...]          # the file's channel names ('C1', 'C2'... where it names none)
+    pixel_size: float | None           # µm per pixel from the metadata; None where it records none
+
+    @property
+    def rgb(self) -> np.ndarray:
+        "(H,W,3) in the file's dtype: the colour image, or the one channel three times (a read-only view, no copy)."
+        return self.pixels if self.colour else np.broadcast_to(self.pixels, self.pixels.shape[:2] + (3,))
+
+# %% ../nbs/00_data.ipynb #7fb95bae
+def _tiff_metadata(tif) -> tuple[tuple[str, ...], float | None]:
+    "Channel names and pixel size (µm) from a TIFF's OME or ImageJ metadata."
+    if tif.is_ome:
+        from xml.etree import ElementTree
+        root = ElementTree.fromstring(tif.ome_metadata)
+        ns = root.tag[:root.tag.index('}') + 1] if root.tag.startswith('{') else ''
+        px = root.find(f'.//{ns}Pixels')
+        if px is None: return (), None
+        names = tuple(c.get('Name') or f'C{i + 1}' for i, c in enumerate(px.findall(f'{ns}Channel')))
+        size = px.get('PhysicalSizeX')
+        return names, float(size) * _UM.get(px.get('PhysicalSizeXUnit', 'µm'), np.nan) if size else None
+    unit, res = (tif.imagej_metadata or {}).get('unit'), tif.pages[0].tags.get('XResolution')
+    if tif.is_imagej and unit in _UM and res and res.value[0]: return (), res.value[1] / res.value[0] * _UM[unit]
+    return (), None
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str, tuple, float | None, bool]:
+    "(pixels, axes, channel names, pixel size, colour) of a TIFF's first series; axes in T Z C Q(unknown) Y X S(colour)."
+    import tifffile
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            if np.prod(series.shape, dtype=np.int64) > MAX_PIXELS:
+                raise NucleiError(f'{path}: {"x".join(map(str, series.shape))} ({series.axes}) is larger than {MAX_PIXELS:,} values; too large to read whole')
+            arr, axes = series.asarray(), series.axes
+            colour = 'S' in axes and tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB and arr.dtype == np.uint8
+            names, size = _tiff_metadata(tif)
+    except NucleiError: raise
+    except Exception as e: raise NucleiError(f'{path}: not a readable TIFF ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"})') from None
+    axes = ''.join(a if a in 'TZCYX' else 'S' if a == 'S' and colour else 'C' if a == 'S' else 'Q' for a in axes)
+    return arr, axes, names, size, colour
+
+def _read_other(path: Path) -> tuple[np.ndarray, str, tuple, float | None, bool]:
+    "(pixels, axes, names, pixel size, colour) of a PNG/JPEG/BMP (OpenCV) or `.npy` file (Y,X) / (Y,X,C)."
+    if path.suffix.lower() == '.npy':
+        try: arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e: raise NucleiError(f'{path}: not a readable .npy array ({str(e).splitlines()[0]})') from None
+        if arr.ndim not in (2, 3) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise NucleiError(f'{path}: expected a numeric (Y,X) or (Y,X,C) array, got {arr.dtype} {arr.shape}')
+        return arr, 'YXC'[:arr.ndim], (), None, False
     arr = decode_file(path)
-    if arr.ndim == 3 and arr.shape[2] >= 3: arr = arr[..., [2, 1, 0]]   # OpenCV's BGR(A) -> RGB
-    return as_rgb8(arr)
+    if arr.ndim == 2: return arr, 'YX', (), None, False
+    if arr.shape[2] >= 3: arr = arr[..., [2, 1, 0, *range(3, arr.shape[2])]]      # OpenCV's BGR(A) -> RGB(A)
+    colour = arr.dtype == np.uint8 and arr.shape[2] in (3, 4)
+    return (arr[..., :3], 'YXS', (), None, True) if colour else (arr, 'YXC', (), None, False)
+
+# %% ../nbs/00_data.ipynb #8db4ea8f
+def _pick_channel(path: Path, arr: np.ndarray, axis: int, names: tuple, channel: int | str) -> np.ndarray:
+    "Plane `channel` (1-based number or name) of `arr` along `axis`."
+    n = arr.shape[axis]
+    by_name = {name.lower(): i for i, name in enumerate(names)}
+    if isinstance(channel, str) and not channel.isdigit():
+        if channel.lower() not in by_name: raise NucleiError(f'{path}: no channel named {channel!r}; it has {", ".join(names) or f"{n} unnamed channels"}', 'channel')
+        return np.take(arr, by_name[channel.lower()], axis)
+    if not 1 <= int(channel) <= n: raise NucleiError(f'{path}: --channel {channel}: it has {n} channel(s), 1..{n}', 'channel')
+    return np.take(arr, int(channel) - 1, axis)
+
+def _project(path: Path, arr: np.ndarray, axis: int, z: int | str) -> np.ndarray:
+    "The z choice `z` (max, mean or a 1-based plane) along `axis`."
+    n = arr.shape[axis]
+    if z == 'max': return arr.max(axis)
+    if z == 'mean': return arr.mean(axis, dtype=np.float32)
+    if not str(z).isdigit() or not 1 <= int(z) <= n: raise NucleiError(f'{path}: --z {z}: choose max, mean or a plane 1..{n}', 'z')
+    return np.take(arr, int(z) - 1, axis)
+
+def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None) -> RawImage:
+    "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane; a choice missing or wrong raises a `NucleiError` whose `param` names it."
+    path = Path(path)
+    if path.suffix.lower() in VENDOR_FORMATS:
+        raise NucleiError(f'{path}: {VENDOR_FORMATS[path.suffix.lower()]} files are not read directly; open it in Fiji (Bio-Formats) and save it as OME-TIFF, or convert it with bfconvert')
+    arr, axes, names, size, colour = (_read_tiff if path.suffix.lower() in ('.tif', '.tiff') else _read_other)(path)
+    where = f'{path}: {"x".join(map(str, arr.shape))} ({axes.replace("Q", "?")})'
+    for a, n in [(a, arr.shape[i]) for i, a in enumerate(axes)]:              # size-1 axes say nothing
+        if n == 1 and a not in 'YX': arr, axes = arr.take(0, axes.index(a)), axes.replace(a, '', 1)
+    if axes.count('Q') > 1: raise NucleiError(f'{where}: more than one axis of unknown meaning')
+    if 'Q' in axes:                                                           # pages without metadata: the flags say what they are
+        if z is not None and 'Z' not in axes: axes = axes.replace('Q', 'Z')
+        elif channel is not None and 'C' not in axes: axes = axes.replace('Q', 'C')
+        else: raise NucleiError(f'{where}: {arr.shape[axes.index("Q")]} planes of unknown meaning; say what they are with --z max|mean|N (a z-stack) or --channel N (channels)', 'z')
+    if 'T' in axes: raise NucleiError(f'{where}: a time series of {arr.shape[axes.index("T")]} frames; save the frames as separate images')
+    if 'Z' in axes:
+        if z is None: raise NucleiError(f'{where}: a z-stack of {arr.shape[axes.index("Z")]} planes; choose --z max, --z mean or --z N (1..{arr.shape[axes.index("Z")]})', 'z')
+        arr, axes = _project(path, arr, axes.index('Z'), z), axes.replace('Z', '')
+    if 'C' in axes or ('S' in axes and channel is not None):
+        c = axes.index('C') if 'C' in axes else axes.index('S')
+        names = names if len(names) == arr.shape[c] else tuple(f'C{i + 1}' for i in range(arr.shape[c]))
+        if channel is None: raise NucleiError(f'{where}: {arr.shape[c]} channels ({", ".join(names)}); choose the nuclear one with --channel N (1..{arr.shape[c]}) or --channel NAME', 'channel')
+        arr, axes, colour = _pick_channel(path, arr, c, names, channel), axes[:c] + axes[c + 1:], False
+    pixels = arr.transpose([axes.index(a) for a in 'YXS']) if colour else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
+    return RawImage(np.ascontiguousarray(pixels), colour, names or (() if colour else ('C1',)), size)
+
+# %% ../nbs/00_data.ipynb #c18b09d0
+def read_image(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None) -> np.ndarray:
+    "Read an image file as RGB uint8 (H,W,3), 0..255, for display (see `as_rgb8` for how other dtypes are scaled); `channel`, `z` as `read_raw`."
+    return as_rgb8(read_raw(path, channel, z).rgb)
 
 # %% ../nbs/00_data.ipynb #f607e9b7
 def _check_shape(path: Path, shape: tuple, image_shape: tuple | None, what: str):
@@ -152,26 +278,27 @@ def _image_files(folder: Path) -> list[Path]:
 def _kaggle_sample(d: Path) -> Sample:
     "The sample in Kaggle folder `d` (`d/images/<id>.png`, `d/masks/*.png`)."
     images = _image_files(d/'images')
-    image = next((p for p in images if p.stem == d.name), images[0] if len(images) == 1 else None)
+    image = next((p for p in images if image_id(p) == d.name), images[0] if len(images) == 1 else None)
     if image is None: raise NucleiError(f'{d/"images"}: expected one image named {d.name}, found {len(images)} images')
     masks = tuple(_image_files(d/'masks')) if (d/'masks').is_dir() else ()
     return Sample(d.name, image, masks)
 
 def _paired_samples(files: list[Path], truth: dict[str, Path]) -> list[Sample]:
-    "Samples for image `files`, with the label image found under each file's stem in `truth`."
+    "Samples for image `files`, with the label image found under each file's id in `truth`."
     by_id = {}
     for f in files:
-        if f.stem in by_id: raise NucleiError(f'{f}: two images share the id {f.stem!r} ({by_id[f.stem].image.name})')
-        by_id[f.stem] = Sample(f.stem, f, labels=truth.get(f.stem))
+        i = image_id(f)
+        if i in by_id: raise NucleiError(f'{f}: two images share the id {i!r} ({by_id[i].image.name})')
+        by_id[i] = Sample(i, f, labels=truth.get(i))
     return list(by_id.values())
 
 def _flat_samples(root: Path) -> list[Sample]:
     "Samples for a flat folder, pairing `<id>.png` with `<id>_labels.*` / `<id>_masks.*` where present."
     files = _image_files(root)
-    stems = {f.stem for f in files}
+    stems = {image_id(f) for f in files}
     truth, images = {}, []
     for f in files:
-        base = next((f.stem[:-len(t)] for t in LABEL_TAGS if f.stem.endswith(t) and f.stem[:-len(t)] in stems), None)
+        base = next((image_id(f)[:-len(t)] for t in LABEL_TAGS if image_id(f).endswith(t) and image_id(f)[:-len(t)] in stems), None)
         if base is None: images.append(f)
         else: truth[base] = f
     return _paired_samples(images, truth)
@@ -187,7 +314,7 @@ def list_samples(root: str | os.PathLike) -> list[Sample]:
     truth_dir = next((root/n for n in ('masks', 'labels') if (root/n).is_dir()), None)
     if kaggle: samples = [_kaggle_sample(d) for d in kaggle]
     elif (root/'images').is_dir():
-        truth = {f.stem: f for f in _image_files(truth_dir)} if truth_dir else {}
+        truth = {image_id(f): f for f in _image_files(truth_dir)} if truth_dir else {}
         samples = _paired_samples(_image_files(root/'images'), truth)
     else: samples = _flat_samples(root)
     if not samples: raise NucleiError(f'{root}: no images found (expected <id>/images/<id>.png, images/ or image files)')
@@ -216,9 +343,9 @@ def cached_masks_to_labels(sample: Sample, shape: tuple) -> np.ndarray:
     return labels
 
 # %% ../nbs/00_data.ipynb #6351eec9
-def read_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
-    "Decode one sample: RGB uint8 image (H,W,3) and int32 labels (H,W), or None where it has no truth."
-    image = read_image(sample.image)
+def read_sample(sample: Sample, channel: int | str | None = None, z: int | str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    "Decode one sample: image (H,W,3) in its file's dtype (`RawImage.rgb`; `channel`, `z` as `read_raw`) and int32 labels (H,W), or None where it has no truth."
+    image = read_raw(sample.image, channel, z).rgb
     if sample.masks: return image, cached_masks_to_labels(sample, image.shape)
     if sample.labels is not None: return image, read_labels(sample.labels, image.shape)
     return image, None

@@ -17,7 +17,7 @@ from .core import NucleiError, atomic_path, bad_value, ensure_dir, progress_bar,
 import cv2
 import numpy as np
 
-from .data import Sample, decode_file, intensity_range, normalize_image, read_sample
+from .data import Sample, decode_file, display_rgb8, intensity_range, normalize_image, read_sample
 from .eda import outline
 from .engine import load_engine
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels, resize_labels
@@ -77,8 +77,10 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def predict_probabilities(net: Callable, cfg: UNetConfig, image: np.ndarray, tile: int = 512,
                           overlap: int = 64, tta: bool = False, zoom: float = 1.0) -> np.ndarray:
-    "RGB uint8 image (H,W,3) -> float32 probabilities (H,W,len(cfg.outputs)) from `net` (an `Engine` or a Keras model), seeing it resized by `zoom`, tiled above `tile`."
+    "Image (H,W[,1 or 3]) of any dtype -> float32 probabilities (H,W,len(cfg.outputs)) from `net` (an `Engine` or a Keras model), seeing it resized by `zoom`, tiled above `tile`."
+    image = np.asarray(image)
     h, w = image.shape[:2]
+    if image.ndim == 2 or image.shape[2] == 1: image = np.broadcast_to(image.reshape(h, w, 1), (h, w, 3))   # one channel, seen as gray
     if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}')
     cfg.check_tile(tile, overlap)
     if not 0 < zoom < 64: raise ValueError(f'zoom {zoom}: must be above 0 and below 64')
@@ -146,7 +148,7 @@ class Predictor:
         return Prediction(prob, labels, d_net / zoom, 'estimated')
 
     def predict(self, image: np.ndarray, diameter: float | None = None) -> Prediction:
-        "RGB uint8 (H,W,3) -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used)."
+        "Image (H,W[,1 or 3]) of any dtype -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used)."
         diameter = usable_diameter(self.cfg, diameter, self.path)
         if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0), None, 'native')
         if diameter is None: return self._estimate(image)
@@ -188,6 +190,7 @@ def _panel(image: np.ndarray, labels: np.ndarray | None, title: str, scale: floa
 def prediction_figure(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None,
                       side: int = FIGURE_SIDE) -> np.ndarray:
     "RGB uint8 picture of one prediction: image | predicted outlines [| true outlines, with Dice and mAP], titled; panels at most `side` px."
+    image = display_rgb8(image)
     scale = min(1.0, side / max(image.shape[:2]))
     panels = [_panel(image, None, sample_id[:40], scale), _panel(image, labels, f'predicted: {labels.max()} nuclei', scale)]
     if truth is not None:
@@ -256,15 +259,16 @@ def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
         yield item, f
 
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
-                   progress: bool | None = None, diameter: float | None = None, figures: str = 'some') -> tuple[list[str], int, list[str]]:
-    "Predict every sample into `out` (`diameter`: px, None = estimated): (ids with outputs, how many were already done, errors)."
+                   progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
+                   channel: int | str | None = None, z: int | str | None = None) -> tuple[list[str], int, list[str]]:
+    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`): (ids with outputs, how many were already done, errors)."
     draw = figure_ids([s.id for s in samples], figures)
     for d in ('masks', 'labels', 'figures', 'records'): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
     todo = [s for s in samples if overwrite or not (out/'labels'/f'{s.id}.png').exists()]
     failed, rles, writes = [], {}, deque()
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:     # read ahead and write behind the network
-        for s, read in progress_bar(_ahead(reader, read_sample, todo), 'predicting', total=len(todo), progress=progress):
+        for s, read in progress_bar(_ahead(reader, lambda s: read_sample(s, channel, z), todo), 'predicting', total=len(todo), progress=progress):
             try:
                 image, truth = read.result()
                 r = predictor.predict(image, diameter)
