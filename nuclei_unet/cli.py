@@ -132,6 +132,7 @@ def predict_parser() -> CommandParser:
     p.add_argument('--overwrite', action='store_true', help='predict again images already done')
     p.add_argument('--channel', help='the nuclear channel of multi-channel images: 1-based (as Fiji\'s C1..Cn) or a name from OME metadata')
     p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
+    p.add_argument('--pixel-size', type=positive_number, metavar='UM', help='µm per pixel, for measurements in µm (default: from the files\' metadata, else pixels only)')
     p.add_argument('--figures', choices=('none', 'some', 'all'), default='some', help='figures/<id>.png for: some images (16, spread over the folder; default), all or none')
     _engine_flags(p)
     return p
@@ -146,9 +147,9 @@ def _predict(a) -> int:
     _check_planes(samples[0], a.channel, a.z)
     predictor = _predictor(a, model)
     from nuclei_unet.predict import predict_folder
-    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures, channel=a.channel, z=a.z)
+    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures, channel=a.channel, z=a.z, pixel_size=a.pixel_size)
     print(f'{len(done) - kept} images predicted, {kept} already done (--overwrite redoes them), {len(failed)} skipped; '
-          f'{out}: masks/, labels/, figures/, records/, submission.csv, summary.csv')
+          f'{out}: masks/, labels/, figures/, records/, measurements/, submission.csv, summary.csv, measurements.csv')
     for line in failed: print(f'nuclei_predict: skipped {line}', file=sys.stderr)
     return 1 if failed else 0
 

@@ -21,7 +21,7 @@ from .core import NucleiError, atomic_path, cache_dir
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'VENDOR_FORMATS', 'MAX_PIXELS', 'LABEL_TAGS',
            'as_rgb8', 'intensity_range', 'normalize_image', 'display_rgb8', 'is_image_file', 'image_id', 'decode_file',
            'RawImage', 'read_raw', 'read_image', 'masks_to_labels', 'read_labels', 'Sample', 'list_samples',
-           'cached_masks_to_labels', 'read_sample', 'iter_samples', 'find_dsb2018']
+           'cached_masks_to_labels', 'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
@@ -114,7 +114,7 @@ class RawImage:
     "One image's pixels as stored, after the channel and z choices, with what its metadata says."
     pixels: np.ndarray                 # (H,W,C) in the file's dtype: C = 3 for colour, else 1 (the chosen channel)
     colour: bool                       # an RGB picture (8-bit PNG/JPEG/BMP, TIFF marked RGB) rather than a channel
-    channels: tuple[str, ...]          # the file's channel names ('C1', 'C2'... where it names none)
+    channels: tuple[str, ...]          # names of the channels in `pixels`: red, green, blue; the file's name; or c1..cn
     pixel_size: float | None           # µm per pixel from the metadata; None where it records none
 
     @property
@@ -169,6 +169,10 @@ def _read_other(path: Path) -> tuple[np.ndarray, str, tuple, float | None, bool]
     return (arr[..., :3], 'YXS', (), None, True) if colour else (arr, 'YXC', (), None, False)
 
 # %% ../nbs/00_data.ipynb #8db4ea8f
+def _channel_name(names: tuple, channel: int | str) -> str:
+    "The name of `channel` (1-based or a name) among `names`."
+    return names[int(channel) - 1] if str(channel).isdigit() else next(n for n in names if n.lower() == str(channel).lower())
+
 def _pick_channel(path: Path, arr: np.ndarray, axis: int, names: tuple, channel: int | str) -> np.ndarray:
     "Plane `channel` (1-based number or name) of `arr` along `axis`."
     n = arr.shape[axis]
@@ -207,11 +211,11 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
         arr, axes = _project(path, arr, axes.index('Z'), z), axes.replace('Z', '')
     if 'C' in axes or ('S' in axes and channel is not None):
         c = axes.index('C') if 'C' in axes else axes.index('S')
-        names = names if len(names) == arr.shape[c] else tuple(f'C{i + 1}' for i in range(arr.shape[c]))
+        names = names if len(names) == arr.shape[c] else tuple(f'c{i + 1}' for i in range(arr.shape[c]))
         if channel is None: raise NucleiError(f'{where}: {arr.shape[c]} channels ({", ".join(names)}); choose the nuclear one with --channel N (1..{arr.shape[c]}) or --channel NAME', 'channel')
-        arr, axes, colour = _pick_channel(path, arr, c, names, channel), axes[:c] + axes[c + 1:], False
+        arr, axes, colour, names = _pick_channel(path, arr, c, names, channel), axes[:c] + axes[c + 1:], False, (_channel_name(names, channel),)
     pixels = arr.transpose([axes.index(a) for a in 'YXS']) if colour else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
-    return RawImage(np.ascontiguousarray(pixels), colour, names or (() if colour else ('C1',)), size)
+    return RawImage(np.ascontiguousarray(pixels), colour, ('red', 'green', 'blue') if colour else names[:1] or ('c1',), size)
 
 # %% ../nbs/00_data.ipynb #c18b09d0
 def read_image(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None) -> np.ndarray:
@@ -346,9 +350,13 @@ def cached_masks_to_labels(sample: Sample, shape: tuple) -> np.ndarray:
 def read_sample(sample: Sample, channel: int | str | None = None, z: int | str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     "Decode one sample: image (H,W,3) in its file's dtype (`RawImage.rgb`; `channel`, `z` as `read_raw`) and int32 labels (H,W), or None where it has no truth."
     image = read_raw(sample.image, channel, z).rgb
-    if sample.masks: return image, cached_masks_to_labels(sample, image.shape)
-    if sample.labels is not None: return image, read_labels(sample.labels, image.shape)
-    return image, None
+    return image, read_truth(sample, image.shape)
+
+def read_truth(sample: Sample, shape: tuple) -> np.ndarray | None:
+    "int32 labels (H,W) of `sample`'s nuclei, checked against its image's `shape`; None where it has no truth."
+    if sample.masks: return cached_masks_to_labels(sample, shape)
+    if sample.labels is not None: return read_labels(sample.labels, shape)
+    return None
 
 def iter_samples(samples: str | os.PathLike | Iterable[Sample]) -> Iterator[tuple[Sample, np.ndarray, np.ndarray | None]]:
     "Yield `(sample, image, labels)` one sample at a time, from a folder or a list of samples."

@@ -17,10 +17,11 @@ from .core import NucleiError, atomic_path, bad_value, ensure_dir, progress_bar,
 import cv2
 import numpy as np
 
-from .data import Sample, decode_file, display_rgb8, intensity_range, normalize_image, read_sample
+from .data import RawImage, Sample, decode_file, display_rgb8, intensity_range, normalize_image, read_raw, read_truth
 from .eda import outline
 from .engine import load_engine
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels, resize_labels
+from .measure import combine_measurements, measure_nuclei, write_measurements
 from .metrics import dice, dsb_score
 
 # %% auto #0
@@ -217,17 +218,18 @@ def write_submission(ids: Sequence[str], labels_dir: Path, path: Path, rles: dic
             for r in (labels_to_rles(decode_file(labels_dir/f'{i}.png')) if found is None else found) or ['']: w.writerow([i, r])
     return path
 
-SUMMARY_COLUMNS = ('image', 'nuclei', 'diameter_px', 'diameter_source')
+SUMMARY_COLUMNS = ('image', 'nuclei', 'nuclei_per_megapixel', 'median_area_px2', 'diameter_px', 'diameter_source')
 
 def write_summary(ids: Sequence[str], records_dir: Path, path: Path) -> Path:
-    "`summary.csv`, one row per image from `records_dir/<id>.json`: nuclei count and the diameter used (px) and its source."
+    "`summary.csv`, one row per image from `records_dir/<id>.json`: nuclei count and density, median area, and the diameter used (px) and its source."
     with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(SUMMARY_COLUMNS)
         for i in ids:
             r = json.loads((records_dir/f'{i}.json').read_text()) if (records_dir/f'{i}.json').exists() else {}
-            d = r.get('diameter')
-            w.writerow([i, r.get('nuclei', ''), '' if d is None else f'{d:.2f}', r.get('diameter_source', '')])
+            d, mp, area = r.get('diameter'), r.get('height', 0) * r.get('width', 0) / 1e6, r.get('median_area_px2')
+            w.writerow([i, r.get('nuclei', ''), f"{r['nuclei'] / mp:.1f}" if mp else '', '' if area is None else f'{area:g}',
+                        '' if d is None else f'{d:.2f}', r.get('diameter_source', '')])
     return path
 
 FIGURES, SOME_FIGURES = ('none', 'some', 'all'), 16
@@ -240,15 +242,25 @@ def figure_ids(ids: Sequence[str], figures: str = 'some') -> set[str]:
     return {ids[i] for i in np.linspace(0, len(ids) - 1, min(SOME_FIGURES, len(ids))).round().astype(int)}
 
 # %% ../nbs/05_predict.ipynb #d385f850
-def _write_outputs(s: Sample, image: np.ndarray, truth: np.ndarray | None, r: Prediction, out: Path, draw: bool, ran: dict) -> list[str]:
-    "Write one image's figure (when `draw`), record, mask and labels (last: they mark it done); return its RLEs."
+def _write_outputs(s: Sample, raw: RawImage, truth: np.ndarray | None, r: Prediction, out: Path, draw: bool, ran: dict,
+                   pixel_size: float | None) -> list[str]:
+    "Write one image's figure (when `draw`), measurements, record, mask and labels (last: they mark it done); return its RLEs."
     if draw:
-        with atomic_path(out/'figures'/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), prediction_figure(s.id, image, r.labels, truth)[..., ::-1])
-    record = dict(id=s.id, nuclei=int(r.labels.max()), diameter=r.diameter, diameter_source=r.diameter_source, **ran)
+        with atomic_path(out/'figures'/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), prediction_figure(s.id, raw.rgb, r.labels, truth)[..., ::-1])
+    table = measure_nuclei(r.labels, raw.pixels, raw.channels, pixel_size or raw.pixel_size)
+    write_measurements(table, out/'measurements'/f'{s.id}.csv')
+    record = dict(id=s.id, nuclei=int(r.labels.max()), height=r.labels.shape[0], width=r.labels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
+                  median_area_px2=float(np.median(table['area_px2'])) if len(table['label']) else None,
+                  diameter=r.diameter, diameter_source=r.diameter_source, **ran)
     with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
     for sub, arr in (('masks', (r.labels > 0).astype(np.uint8) * 255), ('labels', r.labels.astype(np.uint16))):
         with atomic_path(out/sub/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), arr)
     return labels_to_rles(r.labels)
+
+def _read(s: Sample, channel: int | str | None, z: int | str | None) -> tuple[RawImage, np.ndarray | None]:
+    "One sample's pixels as stored and its true labels (or None)."
+    raw = read_raw(s.image, channel, z)
+    return raw, read_truth(s, raw.pixels.shape)
 
 def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
     "Yield (item, future of `fn(item)`) in order, keeping the next `n` calls already submitted to `pool`."
@@ -260,27 +272,28 @@ def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
 
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
-                   channel: int | str | None = None, z: int | str | None = None) -> tuple[list[str], int, list[str]]:
-    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`): (ids with outputs, how many were already done, errors)."
+                   channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None) -> tuple[list[str], int, list[str]]:
+    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files): (ids with outputs, how many were already done, errors)."
     draw = figure_ids([s.id for s in samples], figures)
-    for d in ('masks', 'labels', 'figures', 'records'): ensure_dir(out/d); remove_temporaries(out/d)
+    for d in ('masks', 'labels', 'figures', 'records', 'measurements'): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
     todo = [s for s in samples if overwrite or not (out/'labels'/f'{s.id}.png').exists()]
     failed, rles, writes = [], {}, deque()
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:     # read ahead and write behind the network
-        for s, read in progress_bar(_ahead(reader, lambda s: read_sample(s, channel, z), todo), 'predicting', total=len(todo), progress=progress):
+        for s, read in progress_bar(_ahead(reader, lambda s: _read(s, channel, z), todo), 'predicting', total=len(todo), progress=progress):
             try:
-                image, truth = read.result()
-                r = predictor.predict(image, diameter)
+                raw, truth = read.result()
+                r = predictor.predict(raw.rgb, diameter)
                 if r.labels.max() >= 2**16: raise NucleiError(f'{r.labels.max():,} nuclei found, more than a 16-bit label image holds; predict it in parts')
             except NucleiError as e:
                 failed.append(f'{s.image}: {e}' if str(s.image) not in str(e) else str(e)); continue
             if r.diameter_source == 'model': print(f'{s.id}: no nuclei found to estimate the diameter; used the model\'s {r.diameter:g} px', file=sys.stderr)
-            writes.append((s.id, writer.submit(_write_outputs, s, image, truth, r, out, s.id in draw, predictor.engine.describe())))
+            writes.append((s.id, writer.submit(_write_outputs, s, raw, truth, r, out, s.id in draw, predictor.engine.describe(), pixel_size)))
             while len(writes) > 2: i, f = writes.popleft(); rles[i] = f.result()        # at most two images wait to be written
         for i, f in writes: rles[i] = f.result()
     done = [s.id for s in samples if s.id in rles or s not in todo]
     if done:
         write_submission(done, out/'labels', out/'submission.csv', rles)
         write_summary(done, out/'records', out/'summary.csv')
+        combine_measurements([i for i in done if (out/'measurements'/f'{i}.csv').exists()], out/'measurements', out/'measurements.csv')
     return done, len(samples) - len(todo), failed

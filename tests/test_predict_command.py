@@ -53,6 +53,15 @@ def test_outputs_at_original_size_describe_the_same_nuclei(tmp_path, model, held
         assert len(rles) == max(1, labels.max())
         assert (rles_to_labels(rles, (h, w)) == labels).all()
         assert (out / 'figures' / f'{s.id}.png').read_bytes()[:4] == b'\x89PNG'
+    measured = list(csv.DictReader(open(out / 'measurements.csv')))
+    per_image = {s.id: decode_file(out / 'labels' / f'{s.id}.png').max() for s in list_samples(held_out)}
+    assert len(measured) == sum(per_image.values())                                 # one row per nucleus in labels/
+    for i, n in per_image.items():
+        rows = [r for r in measured if r['image'] == i]
+        assert [int(r['label']) for r in rows] == list(range(1, n + 1))
+        assert sum(float(r['area_px2']) for r in rows) == (decode_file(out / 'labels' / f'{i}.png') > 0).sum()
+    summary = {r['image']: r for r in csv.DictReader(open(out / 'summary.csv'))}
+    assert {i: int(summary[i]['nuclei']) for i in per_image} == per_image
 
 
 def test_odd_formats_and_sizes(tmp_path, model):
