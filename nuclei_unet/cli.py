@@ -13,7 +13,8 @@ from .data import list_samples
 from .engine import ENGINES, PRECISIONS, check_engine
 
 # %% auto #0
-__all__ = ['eda_parser', 'eda', 'train_parser', 'train', 'predict_parser', 'predict', 'evaluate_parser', 'evaluate']
+__all__ = ['eda_parser', 'eda', 'train_parser', 'train', 'predict_parser', 'predict', 'evaluate_parser', 'evaluate',
+           'measure_parser', 'measure']
 
 # %% ../nbs/95_cli.ipynb #65a15c55
 def _names(text: str) -> tuple[str, ...]:
@@ -197,3 +198,41 @@ def _evaluate(a) -> int:
 def evaluate(argv: list[str] | None = None) -> int:
     "Entry point of `nuclei_evaluate`: see `nuclei_evaluate --help`."
     return run_command(evaluate_parser(), _evaluate, argv)
+
+# %% ../nbs/95_cli.ipynb #55054c5f
+def measure_parser() -> CommandParser:
+    "The flags of `nuclei_measure`."
+    p = CommandParser(prog='nuclei_measure', description='Measure every nucleus of label images made by any tool, against their original images.')
+    p.add_argument('--images', type=Path, required=True, help='image folder (any layout nuclei_predict reads)')
+    p.add_argument('--labels', type=Path, required=True, help='folder of label images named as the images (<id>.png, .tif...)')
+    p.add_argument('--out', type=Path, default=Path('output/measure'), help='output folder (default output/measure)')
+    p.add_argument('--pixel-size', type=positive_number, metavar='UM', help='µm per pixel (default: from the images\' metadata, else pixels only)')
+    p.add_argument('--channel', help='multi-channel images: measure this channel (1-based or an OME name)')
+    p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
+    return p
+
+def _measure(a) -> int:
+    "Body of `nuclei_measure`."
+    from nuclei_unet.data import image_id, is_image_file, read_labels, read_raw
+    from nuclei_unet.measure import combine_measurements, measure_nuclei, write_measurements
+    samples = list_samples(a.images)
+    if not a.labels.is_dir(): raise bad_value('labels', a.labels, 'no such folder')
+    labels = {image_id(p): p for p in sorted(a.labels.iterdir()) if is_image_file(p)}
+    out = ensure_dir(a.out/'measurements', 'out').parent
+    done, failed = [], []
+    for s in samples:
+        if s.id not in labels: failed.append(f'{s.image}: no label image {s.id}.* in {a.labels}'); continue
+        try:
+            raw = read_raw(s.image, a.channel, a.z)
+            table = measure_nuclei(read_labels(labels[s.id], raw.pixels.shape), raw.pixels, raw.channels, a.pixel_size or raw.pixel_size)
+        except NucleiError as e: failed.append(str(e)); continue
+        write_measurements(table, out/'measurements'/f'{s.id}.csv')
+        done.append(s.id)
+    rows = combine_measurements(done, out/'measurements', out/'measurements.csv') if done else 0
+    print(f'{rows} nuclei measured in {len(done)} images, {len(failed)} skipped; {out}: measurements/, measurements.csv')
+    for line in failed: print(f'nuclei_measure: skipped {line}', file=sys.stderr)
+    return 1 if failed else 0
+
+def measure(argv: list[str] | None = None) -> int:
+    "Entry point of `nuclei_measure`: see `nuclei_measure --help`."
+    return run_command(measure_parser(), _measure, argv)
