@@ -11,23 +11,25 @@ __doc__ = """Find cell nuclei in microscope images with a U-Net.
 
 The names most work needs are here, imported on first use (so `import nuclei_unet` is instant and loads
 TensorFlow only when a network is needed): `load_pretrained`, `Predictor`, `Prediction`, `predict_folder`,
-`train_model`, `evaluate_folder`, `read_image`, `read_sample`, `list_samples`, `UNetConfig`,
-`InstanceParams`, `dsb_score`, `NucleiError`.
+`train_model`, `evaluate_folder`, `read_image`, `read_raw`, `read_sample`, `list_samples`, `measure_nuclei`,
+`UNetConfig`, `InstanceParams`, `dsb_score`, `NucleiError`.
 
 Modules, in the order data flows through them:
 
 - `core`: one-line errors (`NucleiError`), atomic writes, command plumbing
-- `data`: finding samples in a folder, reading images and label images
+- `data`: finding samples in a folder, reading microscope files and label images, intensities for the network
 - `synthetic`: synthetic nuclei images with exact masks, the default data
 - `eda`: statistics and figures of a dataset
 - `config`: `UNetConfig` and the settings stored in model files (no TensorFlow)
-- `model`: the U-Net, input normalization, training targets, saving and loading
+- `model`: the U-Net, training targets, saving and loading, the graph for inference
 - `metrics`: pixel Dice/IoU and the DSB2018 instance metric (numpy)
 - `losses`: the Keras Dice metric and BCE + Dice loss
 - `train`: crops at the network's scale, augmentation, the resumable training loop
-- `predict`: tiled prediction at the network's scale, the automatic diameter, `Predictor`
+- `engine`: the network for inference: OpenVINO (converted once, cached) or Keras
+- `predict`: tiled prediction at the network's scale, the automatic diameter, `Predictor`, folders
 - `instances`: nuclei from probabilities (watershed), nucleus diameter, Kaggle run-length encoding
 - `evaluate`: scores per image and per modality
+- `measure`: per-nucleus measurements and their CSV tables
 - `cli`: the `nuclei_*` commands
 - `bench`: benchmark figures (`python -m nuclei_unet.bench`)
 - `pretrained`: how the bundled model was chosen (maintainers' tools)
@@ -38,7 +40,8 @@ _NAMES = {                                     # public name: (module, name ther
     'load_pretrained': ('predict', 'load_pretrained'), 'Predictor': ('predict', 'Predictor'),
     'Prediction': ('predict', 'Prediction'), 'predict_folder': ('predict', 'predict_folder'),
     'train_model': ('train', 'train'), 'evaluate_folder': ('evaluate', 'evaluate'),
-    'read_image': ('data', 'read_image'), 'read_sample': ('data', 'read_sample'), 'list_samples': ('data', 'list_samples'),
+    'read_image': ('data', 'read_image'), 'read_raw': ('data', 'read_raw'), 'read_sample': ('data', 'read_sample'),
+    'list_samples': ('data', 'list_samples'), 'measure_nuclei': ('measure', 'measure_nuclei'),
     'UNetConfig': ('config', 'UNetConfig'), 'InstanceParams': ('instances', 'InstanceParams'),
     'dsb_score': ('metrics', 'dsb_score'), 'NucleiError': ('core', 'NucleiError'),
 }
