@@ -10,8 +10,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['BF16_FLAGS', 'NucleiError', 'bad_value', 'atomic_path', 'save_figure', 'remove_temporaries', 'ensure_dir',
-           'cache_dir', 'file_lock', 'native_stderr_silenced', 'import_tensorflow', 'cpu_flags', 'has_bf16',
-           'progress_bar', 'CommandParser', 'positive_number', 'diameter_arg', 'flag_message', 'run_command']
+           'cache_dir', 'file_lock', 'file_sha256', 'native_stderr_silenced', 'import_tensorflow', 'cpu_flags',
+           'has_bf16', 'progress_bar', 'CommandParser', 'positive_number', 'diameter_arg', 'flag_message',
+           'run_command']
 
 # %% ../nbs/00_core.ipynb #cca5dc46
 class NucleiError(ValueError):
@@ -73,19 +74,27 @@ def cache_dir() -> Path:
 
 # %% ../nbs/00_core.ipynb #9ae183b8
 @contextmanager
-def file_lock(path: str | os.PathLike):
-    "Hold an exclusive lock on file `path` (made if missing) within the block, waiting while another process holds it."
+def file_lock(path: str | os.PathLike, wait: bool = True):
+    "Hold an exclusive lock on file `path` (made if missing) within the block, waiting while another process holds it (`wait=False`: `BlockingIOError` instead)."
     with open(path, 'a+b') as f:
         if os.name == 'nt':
             import msvcrt
-            f.seek(0); msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)     # retries for 10 s, then raises OSError
+            f.seek(0); msvcrt.locking(f.fileno(), msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK, 1)   # LK_LOCK retries for 10 s
         else:
             import fcntl
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield Path(path)
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try: yield f
         finally:
             if os.name == 'nt': f.seek(0); msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
             else: fcntl.flock(f, fcntl.LOCK_UN)
+
+def file_sha256(path: str | os.PathLike) -> str:
+    "SHA-256 of file `path`, in hex."
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #d8c6519f
 @contextmanager

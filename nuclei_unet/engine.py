@@ -4,14 +4,14 @@
 
 # %% ../nbs/05a_engine.ipynb #60e19db9
 from __future__ import annotations
-import hashlib, json, os, shutil, tempfile
+import json, os, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .core import NucleiError, bad_value, cache_dir, file_lock, has_bf16, import_tensorflow
+from .core import NucleiError, bad_value, cache_dir, file_lock, file_sha256, has_bf16, import_tensorflow
 
 # %% auto #0
 __all__ = ['ENGINES', 'PRECISIONS', 'default_precision', 'check_engine', 'default_threads', 'openvino_model', 'Engine',
@@ -39,18 +39,11 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 # %% ../nbs/05a_engine.ipynb #ba697459
-def _sha256(path: Path) -> str:
-    "SHA-256 of file `path`, in hex."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
-    return h.hexdigest()
-
 def _intact(folder: Path) -> bool:
     "Whether `folder` holds a conversion whose files match the SHA-256 sums in its manifest."
     try: sums = json.loads((folder/'manifest.json').read_text())['sha256']
     except (OSError, ValueError, KeyError): return False
-    return all((folder/name).is_file() and _sha256(folder/name) == digest for name, digest in sums.items())
+    return all((folder/name).is_file() and file_sha256(folder/name) == digest for name, digest in sums.items())
 
 def _convert(model_path: Path, folder: Path):
     "Write the OpenVINO IR of the Keras model `model_path` and its manifest into `folder`."
@@ -58,13 +51,13 @@ def _convert(model_path: Path, folder: Path):
     from nuclei_unet.model import inference_function, load_model
     graph = ov.convert_model(inference_function(load_model(model_path)[0]).get_concrete_function())
     ov.save_model(graph, folder/'model.xml', compress_to_fp16=False)            # keep the float32 weights
-    sums = {n: _sha256(folder/n) for n in ('model.xml', 'model.bin')}
+    sums = {n: file_sha256(folder/n) for n in ('model.xml', 'model.bin')}
     (folder/'manifest.json').write_text(json.dumps({'source': str(model_path), 'openvino': ov.__version__, 'sha256': sums}))
 
 def openvino_model(model_path: str | os.PathLike) -> Path:
     "Path of the cached OpenVINO IR (`model.xml`) of the `.keras` file `model_path`, converting it first if needed."
     model_path = Path(model_path)
-    folder = cache_dir()/'openvino'/_sha256(model_path)[:16]
+    folder = cache_dir()/'openvino'/file_sha256(model_path)[:16]
     if _intact(folder): return folder/'model.xml'
     folder.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(folder.with_suffix('.lock')):

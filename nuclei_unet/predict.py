@@ -4,15 +4,16 @@
 
 # %% ../nbs/05_predict.ipynb #1ea539ca
 from __future__ import annotations
-import csv, json, sys
+import csv, json, os, socket, sys, time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import UNetConfig, pretrained_path, read_model_config, read_model_info, usable_diameter
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, progress_bar, remove_temporaries
+from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, file_sha256, progress_bar, remove_temporaries
 
 import cv2
 import numpy as np
@@ -26,8 +27,9 @@ from .metrics import dice, dsb_score
 
 # %% auto #0
 __all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'FIGURE_SIDE', 'SUMMARY_COLUMNS', 'FIGURES', 'SOME_FIGURES',
-           'predict_probabilities', 'Prediction', 'Predictor', 'load_pretrained', 'prediction_figure',
-           'plot_prediction', 'write_submission', 'write_summary', 'figure_ids', 'predict_folder']
+           'OUTPUTS', 'predict_probabilities', 'Prediction', 'Predictor', 'load_pretrained', 'prediction_figure',
+           'plot_prediction', 'write_submission', 'write_summary', 'figure_ids', 'run_settings', 'claim_folder',
+           'folder_lock', 'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
@@ -241,6 +243,43 @@ def figure_ids(ids: Sequence[str], figures: str = 'some') -> set[str]:
     if figures == 'all': return set(ids)
     return {ids[i] for i in np.linspace(0, len(ids) - 1, min(SOME_FIGURES, len(ids))).round().astype(int)}
 
+# %% ../nbs/05_predict.ipynb #6b927fbb
+OUTPUTS = ('masks', 'labels', 'figures', 'records', 'measurements', 'submission.csv', 'summary.csv', 'measurements.csv', 'run.json')
+
+def run_settings(predictor: Predictor, diameter: float | None = None, channel: int | str | None = None, z: int | str | None = None,
+                 pixel_size: float | None = None) -> dict:
+    "What decides a folder's outputs: the model file's SHA-256, engine, precision, diameter mode, thresholds, TTA, channel, z, pixel size, version."
+    from nuclei_unet import __version__
+    return dict(model_sha256=file_sha256(predictor.path), engine=predictor.engine.name, precision=predictor.engine.precision,
+                diameter='auto' if diameter is None else float(diameter), instances=asdict(predictor.params), tta=predictor.tta,
+                channel=None if channel is None else str(channel), z=None if z is None else str(z), pixel_size=pixel_size, version=__version__)
+
+def claim_folder(out: Path, settings: dict, overwrite: bool = False) -> Path | None:
+    "Record `settings` in `out/run.json`; outputs of other settings are refused, or with `overwrite` moved to `out/.old-<time>/` (returned)."
+    try: old = json.loads((out/'run.json').read_text())
+    except FileNotFoundError: old = None if not any((out/'labels').glob('*.png')) else {}     # outputs without a record: unknown settings
+    except ValueError: old = {}
+    aside = None
+    if old is not None and old != settings:
+        changed = sorted(k for k in settings if old.get(k) != settings[k])
+        if not overwrite: raise bad_value('out', out, f'holds outputs made with other settings ({", ".join(changed)}); add --overwrite to move them to {out}/.old-<time>/, or choose another --out')
+        aside = ensure_dir(out/f'.old-{time.strftime("%Y%m%d-%H%M%S")}-{os.getpid()}')
+        for name in OUTPUTS:
+            if (out/name).exists(): os.replace(out/name, aside/name)
+    with atomic_path(out/'run.json') as tmp: tmp.write_text(json.dumps(settings, indent=1))
+    return aside
+
+@contextmanager
+def folder_lock(out: Path):
+    "Hold `out/.lock` for one run; a `NucleiError` naming the holder when another run has it."
+    try:
+        with file_lock(out/'.lock', wait=False) as f:
+            f.seek(0); f.truncate(); f.write(f'{socket.gethostname()} {os.getpid()}\n'.encode()); f.flush()
+            yield
+    except BlockingIOError:
+        holder = (out/'.lock').read_text().strip() or 'another process'
+        raise bad_value('out', out, f'another nuclei_predict run ({holder}: host, process) is writing there; wait for it or choose another --out') from None
+
 # %% ../nbs/05_predict.ipynb #d385f850
 def _write_outputs(s: Sample, raw: RawImage, truth: np.ndarray | None, r: Prediction, out: Path, draw: bool, ran: dict,
                    pixel_size: float | None) -> list[str]:
@@ -275,6 +314,12 @@ def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, o
                    channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None) -> tuple[list[str], int, list[str]]:
     "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files): (ids with outputs, how many were already done, errors)."
     draw = figure_ids([s.id for s in samples], figures)
+    with folder_lock(ensure_dir(out)):
+        claim_folder(out, run_settings(predictor, diameter, channel, z, pixel_size), overwrite)
+        return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size)
+
+def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size) -> tuple[list[str], int, list[str]]:
+    "The body of `predict_folder`, with the folder locked and claimed."
     for d in ('masks', 'labels', 'figures', 'records', 'measurements'): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
     todo = [s for s in samples if overwrite or not (out/'labels'/f'{s.id}.png').exists()]

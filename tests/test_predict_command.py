@@ -175,3 +175,29 @@ def test_diameter_bad_input(tmp_path, model, diameter_model):
                           'nuclei_predict', str(model), 'records no diameter')
     code, out, err = run_script('nuclei_predict', '--data', data, '--model', diameter_model, '--diameter', '200', '--out', tmp_path / 'o')
     assert code == 1 and '0 images predicted' in out and err.count('larger than half') == 2, (out, err)
+
+
+def test_a_folder_holds_one_set_of_settings(tmp_path):
+    "A rerun with other settings is refused, naming them; with --overwrite the old outputs move to .old-*/ first."
+    data, out = make_synthetic(tmp_path / 'syn', n=2), tmp_path / 'out'
+    assert run_script('nuclei_predict', '--data', data, '--out', out)[0] == 0
+    assert run_script('nuclei_predict', '--data', data, '--out', out)[0] == 0              # same settings: resumes
+    assert_one_line_error(run_script('nuclei_predict', '--data', data, '--out', out, '--tta'), 'nuclei_predict', '--out', 'other settings (', 'tta)', '--overwrite')
+    code, _, err = run_script('nuclei_predict', '--data', data, '--out', out, '--tta', '--overwrite')
+    assert code == 0, err
+    aside = [p for p in out.iterdir() if p.name.startswith('.old-')]
+    assert len(aside) == 1 and sorted(p.name for p in (aside[0] / 'labels').iterdir()) == sorted(p.name for p in (out / 'labels').iterdir())
+    assert json.loads((out / 'run.json').read_text())['tta'] is True
+    assert json.loads((aside[0] / 'run.json').read_text())['tta'] is False
+
+
+def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path):
+    "While one run writes a folder, another on it exits 2 naming the lock's holder; the first finishes."
+    data, out = make_synthetic(tmp_path / 'syn', n=24), tmp_path / 'out'
+    import shutil
+    first = subprocess.Popen([shutil.which('nuclei_predict'), '--data', str(data), '--out', str(out), '--figures', 'all'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (out / 'run.json').exists() and first.poll() is None: pass
+    second = run_script('nuclei_predict', '--data', data, '--out', out)
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    assert_one_line_error(second, 'nuclei_predict', '--out', 'another nuclei_predict run')
+    assert len(list((out / 'labels').iterdir())) == 24
