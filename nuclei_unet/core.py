@@ -4,14 +4,16 @@
 
 # %% ../nbs/00_core.ipynb #bb5291a7
 from __future__ import annotations
-import argparse, os, sys, tempfile
+import argparse, errno, os, sys, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 # %% auto #0
-__all__ = ['BF16_FLAGS', 'NucleiError', 'bad_value', 'atomic_path', 'save_figure', 'remove_temporaries', 'ensure_dir',
-           'cache_dir', 'file_lock', 'file_sha256', 'native_stderr_silenced', 'import_tensorflow', 'cpu_flags',
-           'has_bf16', 'progress_bar', 'CommandParser', 'positive_number', 'diameter_arg', 'flag_message',
+__all__ = ['BF16_FLAGS', 'NucleiError', 'bad_value', 'atomic_path', 'write_image', 'save_figure', 'remove_temporaries',
+           'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256', 'native_stderr_silenced', 'import_tensorflow',
+           'cpu_flags', 'has_bf16', 'progress_bar', 'CommandParser', 'positive_number', 'diameter_arg', 'flag_message',
            'run_command']
 
 # %% ../nbs/00_core.ipynb #cca5dc46
@@ -29,7 +31,7 @@ def bad_value(param: str, value, reason: str) -> NucleiError:
 # %% ../nbs/00_core.ipynb #7d2d98e6
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    "Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed."
+    "Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed (an `OSError` then names `path`, not the temporary)."
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}', dir=path.parent)
     os.close(fd)
@@ -38,9 +40,20 @@ def atomic_path(path: str | os.PathLike):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno: raise OSError(e.errno, os.strerror(e.errno), str(path)) from None
         raise
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    "Write `image` (OpenCV's channel order) to `path` atomically, in the format its suffix names; an `OSError` naming `path` when it fails (a full disk)."
+    import cv2
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        ok, data = cv2.imencode(path.suffix, image)
+        if not ok: raise OSError(errno.EINVAL, f'cannot encode a {image.dtype} {image.shape} image as {path.suffix}', str(path))
+        with open(tmp, 'wb') as f: f.write(data.tobytes())
+    return path
 
 # %% ../nbs/00_core.ipynb #024e9328
 def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:

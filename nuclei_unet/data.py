@@ -15,7 +15,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential
 
-from .core import NucleiError, atomic_path, cache_dir
+from .core import NucleiError, cache_dir, write_image
 
 # %% auto #0
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'VENDOR_FORMATS', 'MAX_PIXELS', 'LABEL_TAGS',
@@ -343,7 +343,7 @@ def cached_masks_to_labels(sample: Sample, shape: tuple) -> np.ndarray:
     labels = masks_to_labels(sample.masks, shape)
     if labels.max() < 2**16:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp: cv2.imwrite(str(tmp), labels.astype(np.uint16))
+        write_image(path, labels.astype(np.uint16))
     return labels
 
 # %% ../nbs/00_data.ipynb #6351eec9

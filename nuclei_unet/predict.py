@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import UNetConfig, pretrained_path, read_model_config, read_model_info, usable_diameter
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, file_sha256, progress_bar, remove_temporaries
+from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, file_sha256, progress_bar, write_image, remove_temporaries
 
 import cv2
 import numpy as np
@@ -285,7 +285,7 @@ def _write_outputs(s: Sample, raw: RawImage, truth: np.ndarray | None, r: Predic
                    pixel_size: float | None) -> list[str]:
     "Write one image's figure (when `draw`), measurements, record, mask and labels (last: they mark it done); return its RLEs."
     if draw:
-        with atomic_path(out/'figures'/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), prediction_figure(s.id, raw.rgb, r.labels, truth)[..., ::-1])
+        write_image(out/'figures'/f'{s.id}.png', prediction_figure(s.id, raw.rgb, r.labels, truth)[..., ::-1])
     table = measure_nuclei(r.labels, raw.pixels, raw.channels, pixel_size or raw.pixel_size)
     write_measurements(table, out/'measurements'/f'{s.id}.csv')
     record = dict(id=s.id, nuclei=int(r.labels.max()), height=r.labels.shape[0], width=r.labels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
@@ -293,7 +293,7 @@ def _write_outputs(s: Sample, raw: RawImage, truth: np.ndarray | None, r: Predic
                   diameter=r.diameter, diameter_source=r.diameter_source, **ran)
     with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
     for sub, arr in (('masks', (r.labels > 0).astype(np.uint8) * 255), ('labels', r.labels.astype(np.uint16))):
-        with atomic_path(out/sub/f'{s.id}.png') as tmp: cv2.imwrite(str(tmp), arr)
+        write_image(out/sub/f'{s.id}.png', arr)
     return labels_to_rles(r.labels)
 
 def _read(s: Sample, channel: int | str | None, z: int | str | None) -> tuple[RawImage, np.ndarray | None]:

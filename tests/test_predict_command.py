@@ -201,3 +201,19 @@ def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path):
     assert first.wait(timeout=600) == 0, first.stderr.read()
     assert_one_line_error(second, 'nuclei_predict', '--out', 'another nuclei_predict run')
     assert len(list((out / 'labels').iterdir())) == 24
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path):
+    "Writes that fail (here: a file-size limit standing in for a full disk) stop the run with one line naming the file, exit 2, nothing half-written."
+    data = tmp_path / 'flat'
+    data.mkdir()
+    for s in list_samples(make_synthetic(tmp_path / 'syn', n=2)): (data / s.image.name).write_bytes(s.image.read_bytes())
+    assert run_script('nuclei_predict', '--data', data, '--out', tmp_path / 'warm')[0] == 0          # the engine's cache, made in full
+    out = tmp_path / 'out'
+    code = ("import resource, signal, sys\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))\nfrom nuclei_unet.cli import predict\n"
+            f"sys.exit(predict(['--data', {str(data)!r}, '--out', {str(out)!r}]))")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=600)
+    assert_one_line_error((r.returncode, r.stdout, r.stderr), 'nuclei_predict', str(out / 'figures'), 'File too large')
+    assert not [p for p in out.rglob('*') if p.name.startswith('.') and 'tmp' in p.name]             # no temporary left
+    assert not list((out / 'labels').iterdir())                                                       # nothing marked done
