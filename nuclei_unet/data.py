@@ -264,13 +264,13 @@ class Sample:
     "One image on disk, named by `id`, with its ground truth: per-nucleus `masks`, one `labels` image, or none."
     id: str
     image: Path
-    masks: tuple[Path, ...] = ()
+    masks: tuple[Path, ...] | None = None      # Kaggle masks/ files; () an empty masks/ folder: no nuclei; None: no masks/ folder
     labels: Path | None = None
 
     @property
     def has_truth(self) -> bool:
         "Whether nuclei were drawn for this image."
-        return bool(self.masks) or self.labels is not None
+        return self.masks is not None or self.labels is not None
 
 # %% ../nbs/00_data.ipynb #2330541b
 LABEL_TAGS = ('_labels', '_masks')
@@ -284,7 +284,7 @@ def _kaggle_sample(d: Path) -> Sample:
     images = _image_files(d/'images')
     image = next((p for p in images if image_id(p) == d.name), images[0] if len(images) == 1 else None)
     if image is None: raise NucleiError(f'{d/"images"}: expected one image named {d.name}, found {len(images)} images')
-    masks = tuple(_image_files(d/'masks')) if (d/'masks').is_dir() else ()
+    masks = tuple(_image_files(d/'masks')) if (d/'masks').is_dir() else None
     return Sample(d.name, image, masks)
 
 def _paired_samples(files: list[Path], truth: dict[str, Path]) -> list[Sample]:
@@ -354,7 +354,7 @@ def read_sample(sample: Sample, channel: int | str | None = None, z: int | str |
 
 def read_truth(sample: Sample, shape: tuple) -> np.ndarray | None:
     "int32 labels (H,W) of `sample`'s nuclei, checked against its image's `shape`; None where it has no truth."
-    if sample.masks: return cached_masks_to_labels(sample, shape)
+    if sample.masks is not None: return cached_masks_to_labels(sample, shape)     # an empty masks/ folder: no nuclei
     if sample.labels is not None: return read_labels(sample.labels, shape)
     return None
 

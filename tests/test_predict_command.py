@@ -217,3 +217,21 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path):
     assert_one_line_error((r.returncode, r.stdout, r.stderr), 'nuclei_predict', str(out / 'figures'), 'File too large')
     assert not [p for p in out.rglob('*') if p.name.startswith('.') and 'tmp' in p.name]             # no temporary left
     assert not list((out / 'labels').iterdir())                                                       # nothing marked done
+
+
+def test_an_empty_masks_folder_means_no_nuclei(tmp_path):
+    "An existing, empty masks/ is an image with 0 nuclei, scored by the metric's rule (no prediction 1, any 0); a missing masks/ is no truth."
+    data = tmp_path / 'kaggle'
+    for name in ('empty', 'blank'):
+        (data / name / 'images').mkdir(parents=True)
+        cv2.imwrite(str(data / name / 'images' / f'{name}.png'), np.full((40, 40), 9, np.uint8))
+        (data / name / 'masks').mkdir()
+    pred = tmp_path / 'pred'; pred.mkdir()
+    cv2.imwrite(str(pred / 'empty.png'), np.zeros((40, 40), np.uint16))
+    some = np.zeros((40, 40), np.uint16); some[5:15, 5:15] = 1
+    cv2.imwrite(str(pred / 'blank.png'), some)
+    code, out, err = run_script('nuclei_evaluate', '--data', data, '--pred', pred, '--json')
+    assert code == 0, err
+    assert {r['id']: r['mAP'] for r in json.loads(out)['per_image']} == {'empty': 1.0, 'blank': 0.0}
+    (data / 'blank' / 'masks').rmdir()
+    assert_one_line_error(run_script('nuclei_evaluate', '--data', data, '--pred', pred), 'nuclei_evaluate', 'blank.png', 'no masks')
