@@ -8,6 +8,7 @@ import os, resource, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Sequence
 
 from .core import CommandParser, cpu_flags, has_bf16, import_tensorflow, run_command
 
@@ -265,11 +266,11 @@ def bench_stages(data: str | os.PathLike, n_images: int | None = None, engine: s
 SCALE_FACTORS = (0.5, 1, 2, 3, 4)
 
 def bench_scale(model_path: str | os.PathLike, data: str | os.PathLike, factors=SCALE_FACTORS, n_images: int | None = None,
-                smallest: float = 8.0) -> list[dict]:
-    "mAP on a model's validation images rescaled by each factor (images bilinear, labels nearest), per diameter mode."
+                smallest: float = 8.0, modes: Sequence[str] = ('auto', 'true', 'native')) -> list[dict]:
+    "mAP on a model's validation images rescaled by each factor (images bilinear, labels nearest), per diameter mode (`modes` of auto, true, native)."
     predictor = Predictor(model_path)
-    modes = {'auto': lambda img, d: None, 'true': lambda img, d: d, 'native': lambda img, d: predictor.cfg.diameter}
-    if predictor.cfg.diameter is None: modes = {'native': modes['native']}                # a native-scale model has one mode
+    chosen, modes = modes, {'auto': lambda img, d: None, 'true': lambda img, d: d, 'native': lambda img, d: predictor.cfg.diameter}
+    modes = {'native': modes['native']} if predictor.cfg.diameter is None else {m: modes[m] for m in chosen}   # a native-scale model has one mode
     scores = {}                                                                           # (factor, mode) -> {id: mAP}
     for s in validation_samples(list_samples(data), predictor.info, str(model_path))[:n_images]:
         image, truth = read_sample(s)
@@ -312,6 +313,7 @@ def bench_parser() -> CommandParser:
     p.add_argument('--images', type=int, help='predict: images from the data (default 12); pretrained, scale: the first N validation images (default all)')
     p.add_argument('--large', type=int, help='predict, pretrained: side of the large image (0: none; default 8192 and 4096)')
     p.add_argument('--model', type=Path, help='scale: model file (default: the bundled model)')
+    p.add_argument('--modes', default='auto,true,native', help='scale: diameter modes, comma-separated (default auto,true,native)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--steps', type=int, default=8)
     return p
@@ -327,7 +329,7 @@ def _bench(a) -> int:
         bench_ceiling(pretrained_path(), {(r['engine'], r['precision']): r['model_mp_s'] for r in rows if 'validation' in r['case']})
     elif a.what == 'ceiling': bench_ceiling(pretrained_path())
     elif a.what == 'stages': bench_stages(data, a.images or 67)
-    else: bench_scale(a.model or pretrained_path(), data, n_images=a.images)
+    else: bench_scale(a.model or pretrained_path(), data, n_images=a.images, modes=a.modes.split(','))
     return 0
 
 def main(argv: list[str] | None = None) -> int:

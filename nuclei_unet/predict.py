@@ -26,14 +26,15 @@ from .measure import combine_measurements, measure_nuclei, write_measurements
 from .metrics import dice, dsb_score
 
 # %% auto #0
-__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'FIGURE_SIDE', 'SUMMARY_COLUMNS', 'FIGURES', 'SOME_FIGURES',
-           'OUTPUTS', 'predict_probabilities', 'Prediction', 'Predictor', 'load_pretrained', 'prediction_figure',
-           'plot_prediction', 'write_submission', 'write_summary', 'figure_ids', 'run_settings', 'claim_folder',
-           'folder_lock', 'predict_folder']
+__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'FIGURE_SIDE', 'SUMMARY_COLUMNS', 'FIGURES',
+           'SOME_FIGURES', 'OUTPUTS', 'predict_probabilities', 'Prediction', 'Predictor', 'load_pretrained',
+           'prediction_figure', 'plot_prediction', 'write_submission', 'write_summary', 'figure_ids', 'run_settings',
+           'claim_folder', 'folder_lock', 'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
 MAX_PASSES, AGREEMENT, ZOOM_RANGE = 3, 1.2, (1 / 8, 4)   # automatic diameter: passes, tolerance, zoom limits
+SCAN_ZOOMS = (1, 1 / 2, 1 / 4, 1 / 8)                    # automatic diameter: the scales tried first
 
 def _pad_to(x: np.ndarray, h: int, w: int) -> np.ndarray:
     "Reflect-pad (H,W,C) `x` at the bottom and right to (h,w,C)."
@@ -112,6 +113,11 @@ def predict_probabilities(net: Callable, cfg: UNetConfig, image: np.ndarray, til
     return acc
 
 # %% ../nbs/05_predict.ipynb #61753b73
+def _uncertainty(prob: np.ndarray) -> float:
+    "Pixels the network is unsure of (foreground probability 0.1..0.9) per pixel it calls foreground: lowest at the scale it was trained for."
+    fg = prob[..., 0]
+    return float(((fg > 0.1) & (fg < 0.9)).sum() / max(1, (fg > 0.5).sum()))
+
 @dataclass(frozen=True)
 class Prediction:
     "One image's result at its original size, and the nucleus diameter it was treated as having."
@@ -139,15 +145,20 @@ class Predictor:
         return prob, probabilities_to_labels(prob, self.params.at_zoom(zoom))
 
     def _estimate(self, image: np.ndarray) -> Prediction:
-        "Predict at the model's diameter, measure the nuclei found, and predict again at their scale until it agrees."
-        d_net, zoom = self.cfg.diameter, 1.0
-        for _ in range(MAX_PASSES):
+        "Predict at the network's scale and below, keep the zoom the network is surest at, then predict at the nuclei's scale until it agrees."
+        d_net, scans = self.cfg.diameter, []
+        for zoom in SCAN_ZOOMS:
+            if zoom < 1 and min(image.shape[:2]) * zoom < 2 * d_net: break       # too small to hold a nucleus of the network's size
             prob, labels = self._at(image, zoom)
+            scans.append((_uncertainty(prob) if labels.max() else np.inf, zoom, prob, labels))
+        _, zoom, prob, labels = min(scans, key=lambda s: s[0])
+        for _ in range(MAX_PASSES):
             found = median_diameter(labels)
             if found is None: return Prediction(prob, labels, d_net / zoom, 'model' if zoom == 1 else 'estimated')
             new_zoom = float(np.clip(d_net / found, *ZOOM_RANGE))
             if abs(np.log(new_zoom / zoom)) <= np.log(AGREEMENT): break        # the network saw nuclei of about its size
             zoom = new_zoom
+            prob, labels = self._at(image, zoom)
         return Prediction(prob, labels, d_net / zoom, 'estimated')
 
     def predict(self, image: np.ndarray, diameter: float | None = None) -> Prediction:
