@@ -14,7 +14,7 @@ import numpy as np
 from skimage.segmentation import find_boundaries
 
 from .core import progress_bar
-from .data import MODALITIES, Sample, read_sample
+from .data import MODALITIES, Sample, display_rgb8, read_sample
 
 # %% auto #0
 __all__ = ['modality', 'ImageStats', 'image_stats', 'collect_stats', 'summarize', 'format_summary', 'plot_overview', 'outline',
@@ -22,7 +22,8 @@ __all__ = ['modality', 'ImageStats', 'image_stats', 'collect_stats', 'summarize'
 
 # %% ../nbs/01_eda.ipynb #27bfb080
 def modality(image: np.ndarray) -> str:
-    "Modality of an RGB uint8 image: 'fluorescence' (dark background), 'brightfield' (light, gray) or 'he' (light, stained)."
+    "Modality of an RGB image of any dtype (judged on its display copy): 'fluorescence' (dark background), 'brightfield' (light, gray) or 'he' (light, stained)."
+    image = display_rgb8(image)
     if np.median(image) < 100: return 'fluorescence'
     saturation = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2HSV)[..., 1].mean()
     return 'brightfield' if saturation < 10 else 'he'
@@ -126,6 +127,7 @@ def plot_examples(samples: Sequence[Sample], stats: Sequence[ImageStats], per_mo
     fig, axs = plt.subplots(1, len(picks), figsize=(4 * len(picks), 4.4), squeeze=False)
     for ax, x in zip(axs[0], picks):
         image, labels = read_sample(by_id[x.id])
+        image = display_rgb8(image)                                          # 16-bit and float files: their display copy
         ax.imshow(image if labels is None else outline(image, labels))
         ax.set_title(f'{x.modality}\n{x.id[:16]} {x.height}x{x.width}' + ('' if x.nuclei is None else f', {x.nuclei} nuclei'), fontsize=9)
         ax.axis('off')
