@@ -201,6 +201,12 @@ def gflop_per_megapixel(model_path: str | os.PathLike) -> float:
             flops += 2 * np.prod(list(op.get_output_shape(0))) * np.prod(w[1:])
     return float(flops) / (512 * 512 / 1e6) / 1e9
 
+def _timed_result(fn, *args):
+    "(seconds, result) of one call of `fn(*args)`."
+    t = time.perf_counter()
+    r = fn(*args)
+    return time.perf_counter() - t, r
+
 def matmul_gflops(precision: str = 'f32', n: int = 2048, repeats: int = 5, engine: str = 'openvino') -> float:
     "The best GFLOP/s of an n x n matrix product: through OpenVINO at `precision`, or (`engine='numpy'`) numpy's float32 BLAS."
     a, b = (np.random.default_rng(i).random((n, n), np.float32) for i in (0, 1))
@@ -212,13 +218,8 @@ def matmul_gflops(precision: str = 'f32', n: int = 2048, repeats: int = 5, engin
                                            {'INFERENCE_PRECISION_HINT': precision, 'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': default_threads()})
         run = lambda: compiled(a)
     run()
-    best = min(_timed(run) for _ in range(repeats))
+    best = min(_timed_result(run)[0] for _ in range(repeats))
     return 2 * n**3 / best / 1e9
-
-def _timed(fn) -> float:
-    "Seconds one call of `fn` takes."
-    t = time.perf_counter(); fn()
-    return time.perf_counter() - t
 
 def bench_ceiling(model_path: str | os.PathLike, model_mp_s: dict | None = None) -> dict:
     "Print the CPU, the network's GFLOP per megapixel and the matmul peaks; with `model_mp_s` {(engine, precision): MP/s}, the share of the peak each reaches."
@@ -232,12 +233,6 @@ def bench_ceiling(model_path: str | os.PathLike, model_mp_s: dict | None = None)
     return dict(cpu=cpu, gflop_per_mp=gflop, peaks={f'{e} {p}': v for (e, p), v in peaks.items()})
 
 # %% ../nbs/90_bench.ipynb #95580ecb
-def _timed_result(fn, *args):
-    "(seconds, result) of one call of `fn(*args)`."
-    t = time.perf_counter()
-    r = fn(*args)
-    return time.perf_counter() - t, r
-
 def bench_stages(data: str | os.PathLike, n_images: int | None = None, engine: str = 'openvino', precision: str | None = None) -> dict:
     "Seconds per megapixel of each stage of `nuclei_predict`, run one after another with the bundled model on the first `n_images` of `data`."
     from nuclei_unet.data import intensity_range, normalize_image
