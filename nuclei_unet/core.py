@@ -4,17 +4,17 @@
 
 # %% ../nbs/00_core.ipynb #bb5291a7
 from __future__ import annotations
-import argparse, errno, os, sys, tempfile
+import argparse, errno, importlib, os, sys, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['BF16_FLAGS', 'NucleiError', 'bad_value', 'atomic_path', 'write_image', 'save_figure', 'remove_temporaries',
-           'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256', 'native_stderr_silenced', 'import_tensorflow',
-           'cpu_flags', 'has_bf16', 'progress_bar', 'CommandParser', 'positive_number', 'diameter_arg', 'flag_message',
-           'run_command']
+__all__ = ['DASK_EXTRA', 'BF16_FLAGS', 'NucleiError', 'bad_value', 'atomic_path', 'write_image', 'save_figure',
+           'remove_temporaries', 'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256', 'native_stderr_silenced',
+           'import_tensorflow', 'need', 'cpu_flags', 'has_bf16', 'progress_bar', 'CommandParser', 'positive_number',
+           'diameter_arg', 'flag_message', 'run_command']
 
 # %% ../nbs/00_core.ipynb #cca5dc46
 class NucleiError(ValueError):
@@ -130,6 +130,13 @@ def import_tensorflow():
         tf.config.list_physical_devices('GPU')
     return tf
 
+DASK_EXTRA = 'pip install "nuclei_unet[dask]"'       # dask, distributed and zarr: images larger than memory, clusters
+
+def need(module: str):
+    "Import optional `module` (of dask, distributed, zarr) and return it, or raise a `NucleiError` saying how to install it."
+    try: return importlib.import_module(module)
+    except ImportError: raise NucleiError(f'this needs the optional package {module.split(".")[0]}: {DASK_EXTRA}') from None
+
 # %% ../nbs/00_core.ipynb #c9a1f3b1
 BF16_FLAGS = frozenset({'avx512_bf16', 'amx_bf16'})
 
@@ -144,10 +151,10 @@ def has_bf16(flags: set[str] | None = None) -> bool:
     return bool(BF16_FLAGS & (cpu_flags() if flags is None else flags))
 
 # %% ../nbs/00_core.ipynb #551cee2a
-def progress_bar(items, desc: str, total: int | None = None, progress: bool | None = None):
-    "`items` wrapped in a tqdm bar on stderr, counting images; `progress` None shows it on a terminal only."
+def progress_bar(items, desc: str, total: int | None = None, progress: bool | None = None, unit: str = 'img'):
+    "`items` wrapped in a tqdm bar on stderr, counting `unit`s (images); `progress` None shows it on a terminal only."
     from tqdm import tqdm
-    return tqdm(items, desc=desc, total=total, unit='img', file=sys.stderr, disable=None if progress is None else not progress)
+    return tqdm(items, desc=desc, total=total, unit=unit, file=sys.stderr, disable=None if progress is None else not progress)
 
 # %% ../nbs/00_core.ipynb #be1a38ce
 class CommandParser(argparse.ArgumentParser):

@@ -15,7 +15,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential
 
-from .core import NucleiError, cache_dir, write_image
+from .core import NucleiError, cache_dir, need, write_image
 
 # %% auto #0
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'VENDOR_FORMATS', 'MAX_PIXELS', 'LABEL_TAGS',
@@ -73,15 +73,17 @@ def display_rgb8(image: np.ndarray) -> np.ndarray:
     return (np.clip(normalize_image(image, (0.5, 99.9)), 0, 1) * 255).round().astype(np.uint8)
 
 # %% ../nbs/00_data.ipynb #44f11bd4
-IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.npy')
+IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.npy', '.zarr')      # .zarr: an OME-Zarr folder
 
 def is_image_file(path: str | os.PathLike) -> bool:
-    "True for a visible file with an image suffix (vendor formats too, to say how to convert them); hidden files, `Thumbs.db`, notes etc. are not."
+    "True for a visible file with an image suffix (vendor formats too, to say how to convert them) or a `.zarr` folder; hidden files, `Thumbs.db`, notes etc. are not."
     p = Path(path)
-    return not p.name.startswith('.') and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in VENDOR_FORMATS) and p.is_file()
+    if p.name.startswith('.'): return False
+    if p.suffix.lower() == '.zarr': return p.is_dir()
+    return (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in VENDOR_FORMATS) and p.is_file()
 
 def image_id(path: str | os.PathLike) -> str:
-    "The id of an image file: its name without the suffix (and without `.ome` for `x.ome.tif`)."
+    "The id of an image file: its name without the suffix (and without `.ome` for `x.ome.tif`, `x.ome.zarr`)."
     stem = Path(path).stem
     return stem[:-4] if stem.lower().endswith('.ome') else stem
 
@@ -112,7 +114,7 @@ _UM = {'µm': 1.0, 'um': 1.0, 'micron': 1.0, 'microns': 1.0, '\\u00B5m': 1.0, 'n
 @dataclass(frozen=True)
 class RawImage:
     "One image's pixels as stored, after the channel and z choices, with what its metadata says."
-    pixels: np.ndarray                 # (H,W,C) in the file's dtype: C = 3 for colour, else 1 (the chosen channel)
+    pixels: np.ndarray                 # (H,W,C) in the file's dtype: C = 3 for colour, else 1 (the chosen channel); a Dask array when read lazily
     colour: bool                       # an RGB picture (8-bit PNG/JPEG/BMP, TIFF marked RGB) rather than a channel
     channels: tuple[str, ...]          # names of the channels in `pixels`: red, green, blue; the file's name; or c1..cn
     pixel_size: float | None           # µm per pixel from the metadata; None where it records none
@@ -121,6 +123,11 @@ class RawImage:
     def rgb(self) -> np.ndarray:
         "(H,W,3) in the file's dtype: the colour image, or the one channel three times (a read-only view, no copy)."
         return self.pixels if self.colour else np.broadcast_to(self.pixels, self.pixels.shape[:2] + (3,))
+
+def _lazy_array(arr):
+    "A Dask array over a Zarr array or memory map `arr`, in its own chunks (a memory map: bands of rows)."
+    da = need('dask.array')
+    return da.from_array(arr, chunks=arr.chunks if hasattr(arr, 'chunks') else 'auto', asarray=False)
 
 # %% ../nbs/00_data.ipynb #7fb95bae
 def _tiff_metadata(tif) -> tuple[tuple[str, ...], float | None]:
@@ -138,15 +145,21 @@ def _tiff_metadata(tif) -> tuple[tuple[str, ...], float | None]:
     if tif.is_imagej and unit in _UM and res and res.value[0]: return (), res.value[1] / res.value[0] * _UM[unit]
     return (), None
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, str, tuple, float | None, bool]:
-    "(pixels, axes, channel names, pixel size, colour) of a TIFF's first series; axes in T Z C Q(unknown) Y X S(colour)."
+def _check_size(path: Path, shape: tuple, axes: str):
+    "A `NucleiError` when an array of `shape` is too large to read whole."
+    if np.prod(shape, dtype=np.int64) > MAX_PIXELS:
+        raise NucleiError(f'{path}: {"x".join(map(str, shape))} ({axes}) is larger than {MAX_PIXELS:,} values; too large to read whole (nuclei_predict reads such images block by block when dask and zarr are installed)')
+
+def _read_tiff(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, float | None, bool]:
+    "(pixels, axes, channel names, pixel size, colour) of a TIFF's first series at full resolution; axes in T Z C Q(unknown) Y X S(colour)."
     import tifffile
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            if np.prod(series.shape, dtype=np.int64) > MAX_PIXELS:
-                raise NucleiError(f'{path}: {"x".join(map(str, series.shape))} ({series.axes}) is larger than {MAX_PIXELS:,} values; too large to read whole')
-            arr, axes = series.asarray(), series.axes
+            series, axes = tif.series[0], tif.series[0].axes
+            if not lazy: _check_size(path, series.shape, axes)
+            if not lazy: arr = series.asarray()
+            elif series.dataoffset is not None: arr = _lazy_array(tifffile.memmap(path, series=0, mode='r'))   # uncompressed: mapped
+            else: arr = _lazy_array(need('zarr').open(tif.series[0].aszarr(level=0), mode='r'))
             colour = 'S' in axes and tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB and arr.dtype == np.uint8
             names, size = _tiff_metadata(tif)
     except NucleiError: raise
@@ -154,14 +167,40 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str, tuple, float | None, bool]:
     axes = ''.join(a if a in 'TZCYX' else 'S' if a == 'S' and colour else 'C' if a == 'S' else 'Q' for a in axes)
     return arr, axes, names, size, colour
 
-def _read_other(path: Path) -> tuple[np.ndarray, str, tuple, float | None, bool]:
-    "(pixels, axes, names, pixel size, colour) of a PNG/JPEG/BMP (OpenCV) or `.npy` file (Y,X) / (Y,X,C)."
+_NGFF_AXES = {'t': 'T', 'c': 'C', 'z': 'Z', 'y': 'Y', 'x': 'X'}
+
+def _read_zarr(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, float | None, bool]:
+    "(pixels, axes, channel names, pixel size, colour) of an OME-Zarr image's full-resolution level (a plain 2-D Zarr array: Y X)."
+    zarr = need('zarr')
+    try: node = zarr.open(str(path), mode='r')
+    except Exception as e: raise NucleiError(f'{path}: not a readable Zarr folder ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"})') from None
+    attrs = dict(node.attrs)
+    ome = attrs.get('ome', attrs)                                               # NGFF 0.5 nests its metadata under "ome"
+    if 'multiscales' not in ome:
+        if hasattr(node, 'shape') and len(node.shape) == 2: arr, axes, names, size = node, 'YX', (), None
+        else: raise NucleiError(f'{path}: a Zarr {"array of shape " + "x".join(map(str, node.shape)) if hasattr(node, "shape") else "group"} without OME-Zarr (NGFF) multiscales metadata; expected a 2-D (y, x) array or an OME-Zarr image')
+    else:
+        ms = ome['multiscales'][0]
+        level = ms['datasets'][0]
+        arr = node[level['path']]
+        axes = ''.join(_NGFF_AXES.get(str(a['name'] if isinstance(a, dict) else a).lower(), 'Q') for a in ms.get('axes', 'tczyx'[-arr.ndim:]))
+        if len(axes) != arr.ndim or 'Y' not in axes or 'X' not in axes:
+            raise NucleiError(f'{path}: a Zarr array of shape {"x".join(map(str, arr.shape))} whose axes ({axes}) lack y and x; expected OME-Zarr axes such as (c, y, x)')
+        names = tuple(c.get('label') or f'C{i + 1}' for i, c in enumerate(ome.get('omero', {}).get('channels', [])))
+        scale = next((t['scale'] for t in level.get('coordinateTransformations', []) if t.get('type') == 'scale'), None)
+        unit = next((a.get('unit') for a in ms.get('axes', []) if isinstance(a, dict) and a.get('name', '').lower() == 'x'), None)
+        size = scale[axes.index('X')] * {'micrometer': 1.0, 'nanometer': 1e-3, 'millimeter': 1e3}.get(unit, np.nan) if scale and unit else None
+    if not lazy: _check_size(path, arr.shape, axes)
+    return _lazy_array(arr) if lazy else arr[...], axes, names, size, False
+
+def _read_other(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, float | None, bool]:
+    "(pixels, axes, names, pixel size, colour) of a PNG/JPEG/BMP (OpenCV, always decoded whole) or `.npy` file (Y,X) / (Y,X,C)."
     if path.suffix.lower() == '.npy':
-        try: arr = np.load(path, allow_pickle=False)
+        try: arr = np.load(path, allow_pickle=False, mmap_mode='r' if lazy else None)
         except (OSError, ValueError) as e: raise NucleiError(f'{path}: not a readable .npy array ({str(e).splitlines()[0]})') from None
         if arr.ndim not in (2, 3) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise NucleiError(f'{path}: expected a numeric (Y,X) or (Y,X,C) array, got {arr.dtype} {arr.shape}')
-        return arr, 'YXC'[:arr.ndim], (), None, False
+        return _lazy_array(arr) if lazy else arr, 'YXC'[:arr.ndim], (), None, False
     arr = decode_file(path)
     if arr.ndim == 2: return arr, 'YX', (), None, False
     if arr.shape[2] >= 3: arr = arr[..., [2, 1, 0, *range(3, arr.shape[2])]]      # OpenCV's BGR(A) -> RGB(A)
@@ -191,15 +230,16 @@ def _project(path: Path, arr: np.ndarray, axis: int, z: int | str) -> np.ndarray
     if not str(z).isdigit() or not 1 <= int(z) <= n: raise NucleiError(f'{path}: --z {z}: choose max, mean or a plane 1..{n}', 'z')
     return np.take(arr, int(z) - 1, axis)
 
-def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None) -> RawImage:
-    "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane; a choice missing or wrong raises a `NucleiError` whose `param` names it."
+def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None, lazy: bool = False) -> RawImage:
+    "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane; a choice missing or wrong raises a `NucleiError` whose `param` names it; `lazy`: pixels as a Dask array where the format allows."
     path = Path(path)
     if path.suffix.lower() in VENDOR_FORMATS:
         raise NucleiError(f'{path}: {VENDOR_FORMATS[path.suffix.lower()]} files are not read directly; open it in Fiji (Bio-Formats) and save it as OME-TIFF, or convert it with bfconvert')
-    arr, axes, names, size, colour = (_read_tiff if path.suffix.lower() in ('.tif', '.tiff') else _read_other)(path)
+    reader = {'.tif': _read_tiff, '.tiff': _read_tiff, '.zarr': _read_zarr}.get(path.suffix.lower(), _read_other)
+    arr, axes, names, size, colour = reader(path, lazy)
     where = f'{path}: {"x".join(map(str, arr.shape))} ({axes.replace("Q", "?")})'
     for a, n in [(a, arr.shape[i]) for i, a in enumerate(axes)]:              # size-1 axes say nothing
-        if n == 1 and a not in 'YX': arr, axes = arr.take(0, axes.index(a)), axes.replace(a, '', 1)
+        if n == 1 and a not in 'YX': arr, axes = np.take(arr, 0, axes.index(a)), axes.replace(a, '', 1)
     if axes.count('Q') > 1: raise NucleiError(f'{where}: more than one axis of unknown meaning')
     if 'Q' in axes:                                                           # pages without metadata: the flags say what they are
         if z is not None and 'Z' not in axes: axes = axes.replace('Q', 'Z')
@@ -215,7 +255,8 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
         if channel is None: raise NucleiError(f'{where}: {arr.shape[c]} channels ({", ".join(names)}); choose the nuclear one with --channel N (1..{arr.shape[c]}) or --channel NAME', 'channel')
         arr, axes, colour, names = _pick_channel(path, arr, c, names, channel), axes[:c] + axes[c + 1:], False, (_channel_name(names, channel),)
     pixels = arr.transpose([axes.index(a) for a in 'YXS']) if colour else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
-    return RawImage(np.ascontiguousarray(pixels), colour, ('red', 'green', 'blue') if colour else names[:1] or ('c1',), size)
+    return RawImage(pixels if lazy and not isinstance(pixels, np.ndarray) else np.ascontiguousarray(pixels), colour,
+                    ('red', 'green', 'blue') if colour else names[:1] or ('c1',), size)
 
 # %% ../nbs/00_data.ipynb #c18b09d0
 def read_image(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None) -> np.ndarray:

@@ -27,9 +27,9 @@ from .metrics import dice, dsb_score
 
 # %% auto #0
 __all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'FIGURE_SIDE', 'SUMMARY_COLUMNS', 'FIGURES',
-           'SOME_FIGURES', 'OUTPUTS', 'predict_probabilities', 'Prediction', 'Predictor', 'load_pretrained',
-           'prediction_figure', 'plot_prediction', 'write_submission', 'write_summary', 'figure_ids', 'run_settings',
-           'claim_folder', 'folder_lock', 'predict_folder']
+           'SOME_FIGURES', 'OUTPUTS', 'probability_rows', 'predict_probabilities', 'Prediction', 'Predictor',
+           'load_pretrained', 'prediction_figure', 'plot_prediction', 'write_submission', 'write_summary', 'figure_ids',
+           'run_settings', 'claim_folder', 'folder_lock', 'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
@@ -79,38 +79,59 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
     r = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA if h < x.shape[0] else cv2.INTER_LINEAR)
     return r.reshape(h, w, -1)
 
-def predict_probabilities(net: Callable, cfg: UNetConfig, image: np.ndarray, tile: int = 512,
-                          overlap: int = 64, tta: bool = False, zoom: float = 1.0) -> np.ndarray:
-    "Image (H,W[,1 or 3]) of any dtype -> float32 probabilities (H,W,len(cfg.outputs)) from `net` (an `Engine` or a Keras model), seeing it resized by `zoom`, tiled above `tile`."
-    image = np.asarray(image)
+def _read_window(image, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    "image[y0:y1, x0:x1] as numpy, from a numpy or Dask array (read in this thread)."
+    part = image[y0:y1, x0:x1]
+    return part.compute(scheduler='synchronous') if hasattr(part, 'compute') else np.asarray(part)
+
+def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, overlap: int = 64, tta: bool = False,
+                     zoom: float = 1.0, value_range: tuple | None = None, resume: tuple = (0, None)):
+    "Yield `(row, y0, y1, probabilities of image rows y0..y1, carry)` a row of tiles at a time (see `predict_probabilities`); `resume=(row, carry)` goes on from a yielded row's carry."
     h, w = image.shape[:2]
     if image.ndim == 2 or image.shape[2] == 1: image = np.broadcast_to(image.reshape(h, w, 1), (h, w, 3))   # one channel, seen as gray
     if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}')
     cfg.check_tile(tile, overlap)
     if not 0 < zoom < 64: raise ValueError(f'zoom {zoom}: must be above 0 and below 64')
-    value_range = intensity_range(image, cfg.percentiles)
+    value_range = value_range or intensity_range(image, cfg.percentiles)
     side, margin = max(MIN_SIDE, round(tile / zoom)), round(overlap / zoom)     # tiles in original pixels
 
-    def tile_probabilities(sl):
-        x = normalize_image(image[sl], value_range=value_range)
+    def tile_probabilities(y0, x0):
+        x = normalize_image(_read_window(image, y0, y0 + side, x0, x0 + side), value_range=value_range)
         th, tw = x.shape[:2]
         p = _predict_tile(net, _resize(x, max(1, round(th * zoom)), max(1, round(tw * zoom))), cfg.multiple, tta)
         return _resize(p.astype(np.float32), th, tw)
 
     ys, xs = _starts(h, side, margin), _starts(w, side, margin)
-    if len(ys) == len(xs) == 1: return tile_probabilities(np.s_[:, :])
-    acc = np.zeros((h, w, len(cfg.outputs)), np.float32)
+    if len(ys) == len(xs) == 1:
+        yield 0, 0, h, tile_probabilities(0, 0), None
+        return
     wy, wx = np.zeros(h, np.float32), np.zeros(w, np.float32)          # the weights are separable: a grid of tiles
     for y0 in ys: wy[y0:y0 + side] += _ramp(min(side, h - y0), margin)
     for x0 in xs: wx[x0:x0 + side] += _ramp(min(side, w - x0), margin)
-    for y0 in ys:
+    row, carry = resume
+    for r in range(row, len(ys)):
+        y0, th = ys[r], min(side, h - ys[r])
+        band = np.zeros((th, w, len(cfg.outputs)), np.float32)
+        if carry is not None: band[:len(carry)] += carry                  # what the rows of tiles above added here
         for x0 in xs:
-            sl = np.s_[y0:y0 + side, x0:x0 + side]
-            p = tile_probabilities(sl)
-            acc[sl] += p * np.outer(_ramp(p.shape[0], margin), _ramp(p.shape[1], margin))[..., None]
-    acc /= wy[:, None, None]
-    acc /= wx[None, :, None]
-    return acc
+            p = tile_probabilities(y0, x0)
+            band[:, x0:x0 + p.shape[1]] += p * np.outer(_ramp(p.shape[0], margin), _ramp(p.shape[1], margin))[..., None]
+        y1 = ys[r + 1] if r + 1 < len(ys) else h                          # rows no later tile reaches
+        done, carry = band[:y1 - y0], band[y1 - y0:]
+        done /= wy[y0:y1, None, None]
+        done /= wx[None, :, None]
+        yield r, y0, y1, done, carry
+
+def predict_probabilities(net: Callable, cfg: UNetConfig, image: np.ndarray, tile: int = 512,
+                          overlap: int = 64, tta: bool = False, zoom: float = 1.0, value_range: tuple | None = None) -> np.ndarray:
+    "Image (H,W[,1 or 3]) of any dtype -> float32 probabilities (H,W,len(cfg.outputs)) from `net` (an `Engine` or a Keras model), seeing it resized by `zoom`, tiled above `tile`; `value_range`: the intensities mapped to 0..1 (default: the image's percentiles)."
+    rows = probability_rows(net, cfg, image, tile, overlap, tta, zoom, value_range)
+    _, _, _, first, _ = next(rows)
+    if len(first) == image.shape[0]: return first
+    out = np.empty((image.shape[0],) + first.shape[1:], np.float32)
+    out[:len(first)] = first
+    for _, y0, y1, p, _ in rows: out[y0:y1] = p
+    return out
 
 # %% ../nbs/05_predict.ipynb #61753b73
 def _uncertainty(prob: np.ndarray) -> float:
@@ -139,17 +160,17 @@ class Predictor:
         stored = self.info.get('tta_instances') if tta else None      # thresholds tuned for TTA, where the model has them
         self.params = params or InstanceParams(**(stored or self.info.get('instances', {})))
 
-    def _at(self, image: np.ndarray, zoom: float) -> tuple[np.ndarray, np.ndarray]:
+    def _at(self, image: np.ndarray, zoom: float, value_range: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
         "(probabilities, labels) of `image` with the network at `zoom`."
-        prob = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, tta=self.tta, zoom=zoom)
+        prob = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, tta=self.tta, zoom=zoom, value_range=value_range)
         return prob, probabilities_to_labels(prob, self.params.at_zoom(zoom))
 
-    def _estimate(self, image: np.ndarray) -> Prediction:
+    def _estimate(self, image: np.ndarray, value_range: tuple | None = None) -> Prediction:
         "Predict at the network's scale and below, keep the zoom the network is surest at, then predict at the nuclei's scale until it agrees."
         d_net, scans = self.cfg.diameter, []
         for zoom in SCAN_ZOOMS:
             if zoom < 1 and min(image.shape[:2]) * zoom < 2 * d_net: break       # too small to hold a nucleus of the network's size
-            prob, labels = self._at(image, zoom)
+            prob, labels = self._at(image, zoom, value_range)
             scans.append((_uncertainty(prob) if labels.max() else np.inf, zoom, prob, labels))
         _, zoom, prob, labels = min(scans, key=lambda s: s[0])
         for _ in range(MAX_PASSES):
@@ -158,17 +179,17 @@ class Predictor:
             new_zoom = float(np.clip(d_net / found, *ZOOM_RANGE))
             if abs(np.log(new_zoom / zoom)) <= np.log(AGREEMENT): break        # the network saw nuclei of about its size
             zoom = new_zoom
-            prob, labels = self._at(image, zoom)
+            prob, labels = self._at(image, zoom, value_range)
         return Prediction(prob, labels, d_net / zoom, 'estimated')
 
-    def predict(self, image: np.ndarray, diameter: float | None = None) -> Prediction:
-        "Image (H,W[,1 or 3]) of any dtype -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used)."
+    def predict(self, image: np.ndarray, diameter: float | None = None, value_range: tuple | None = None) -> Prediction:
+        "Image (H,W[,1 or 3]) of any dtype -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used); `value_range` as `predict_probabilities`."
         diameter = usable_diameter(self.cfg, diameter, self.path)
-        if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0), None, 'native')
-        if diameter is None: return self._estimate(image)
+        if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0, value_range), None, 'native')
+        if diameter is None: return self._estimate(image, value_range)
         if diameter > min(image.shape[:2]) / 2:
             raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
-        return Prediction(*self._at(image, self.cfg.diameter / diameter), float(diameter), 'given')
+        return Prediction(*self._at(image, self.cfg.diameter / diameter, value_range), float(diameter), 'given')
 
     def probabilities(self, image: np.ndarray, diameter: float | None = None) -> np.ndarray:
         "float32 probabilities (H,W,C) of RGB uint8 `image` at its own size, as `predict` makes them."
