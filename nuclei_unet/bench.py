@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_bench.ipynb #a2b5b511
 from __future__ import annotations
-import os, resource, sys, tempfile, time
+import os, resource, shutil, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -30,9 +30,10 @@ from .synthetic import default_data
 from .train import make_dataset, prepare_samples, split_samples
 
 # %% auto #0
-__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'SCALE_FACTORS', 'bench_train', 'markdown_table',
-           'bench_predict', 'engine_cases', 'bench_pretrained', 'cpu_summary', 'gflop_per_megapixel', 'matmul_gflops',
-           'bench_ceiling', 'bench_stages', 'bench_scale', 'bench_parser', 'main']
+__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'SCALE_FACTORS', 'LARGE_SIDES', 'LARGE_COLUMNS',
+           'bench_train', 'markdown_table', 'bench_predict', 'engine_cases', 'bench_pretrained', 'cpu_summary',
+           'gflop_per_megapixel', 'matmul_gflops', 'bench_ceiling', 'bench_stages', 'bench_scale', 'bench_large',
+           'bench_parser', 'main']
 
 # %% ../nbs/90_bench.ipynb #aae3e89f
 def _images_per_s(model, make_input, steps: int, batch_size: int) -> float:
@@ -297,11 +298,40 @@ def _scale_columns(modes) -> dict:
         cols[f'{m} - factor 1 (same images)'] = lambda r, m=m: f"{r[f'{m}_vs_1']:+.3f}"
     return cols
 
+# %% ../nbs/90_bench.ipynb #ff9a0986
+LARGE_SIDES = (4096, 16384, 32768)
+
+def _measure_blockwise(slide: str, out: str, block: int) -> dict:
+    "In a fresh process: `predict_large` of `slide` into `out` with the bundled model: seconds, nuclei, CPU/wall and peak RSS."
+    from nuclei_unet.large import predict_large
+    t, cpu = time.perf_counter(), _cpu_seconds()
+    r = predict_large(slide, out, block=block, progress=False)
+    wall = time.perf_counter() - t
+    return dict(seconds=round(wall, 1), nuclei=r.nuclei, blocks=r.blocks, cut=r.cut, diameter=round(r.diameter, 1),
+                cpu_per_wall=round((_cpu_seconds() - cpu) / wall, 2), peak_rss_mb=round(_peak_rss_mb()))
+
+LARGE_COLUMNS = {'side': lambda r: f"{r['side']:,}", 'megapixels': lambda r: f"{r['megapixels']:,.0f}", 'blocks': lambda r: str(r['blocks']),
+                 'nuclei': lambda r: f"{r['nuclei']:,}", 'cut': lambda r: str(r['cut']), 'diameter px': lambda r: f"{r['diameter']:g}",
+                 'minutes': lambda r: f"{r['seconds'] / 60:.1f}", 'MP/s': lambda r: f"{r['megapixels'] / r['seconds']:.3f}",
+                 'CPU/wall': lambda r: f"{r['cpu_per_wall']:.2f}", 'peak RSS MB': lambda r: f"{r['peak_rss_mb']:,}"}
+
+def bench_large(data: str | os.PathLike, sides=LARGE_SIDES, block: int | None = None) -> list[dict]:
+    "Blockwise prediction of a slide of each side in `sides` laid out from `data`'s crops, each in a fresh process, printed as it goes."
+    from nuclei_unet.large import BLOCK, slide_tiles, write_slide
+    tiles, rows = slide_tiles(data), []
+    with tempfile.TemporaryDirectory(dir=os.environ.get('NUCLEI_UNET_BENCH_TMP')) as tmp:
+        for side in sides:
+            slide = write_slide(Path(tmp)/f'slide{side}.tif', side, tiles)
+            rows.append(dict(side=side, megapixels=side * side / 1e6, **_in_fresh_process(_measure_blockwise, str(slide), str(Path(tmp)/f'slide{side}.ome.zarr'), block or BLOCK)))
+            print(markdown_table(rows[-1:], LARGE_COLUMNS, header=len(rows) == 1), flush=True)
+            shutil.rmtree(Path(tmp)/f'slide{side}.ome.zarr'); slide.unlink()
+    return rows
+
 # %% ../nbs/90_bench.ipynb #f198cda8
 def bench_parser() -> CommandParser:
     "The arguments of `python -m nuclei_unet.bench`."
     p = CommandParser(prog='nuclei_unet.bench', description='Print benchmark figures.')
-    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'stages', 'scale'], help='what to measure')
+    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'stages', 'scale', 'large'], help='what to measure')
     p.add_argument('--data', type=Path, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
     p.add_argument('--sizes', type=int, nargs='+', default=[128, 256], help='train: crop sizes')
     p.add_argument('--rates', type=float, nargs='+', default=[0.5, 1.0], help='channel rates')
@@ -309,6 +339,8 @@ def bench_parser() -> CommandParser:
     p.add_argument('--large', type=int, help='predict, pretrained: side of the large image (0: none; default 8192 and 4096)')
     p.add_argument('--model', type=Path, help='scale: model file (default: the bundled model)')
     p.add_argument('--modes', default='auto,true,native', help='scale: diameter modes, comma-separated (default auto,true,native)')
+    p.add_argument('--sides', type=int, nargs='+', default=list(LARGE_SIDES), help='large: slide sides (px)')
+    p.add_argument('--block', type=int, help='large: block side (px; default large.BLOCK)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--steps', type=int, default=8)
     return p
@@ -324,6 +356,7 @@ def _bench(a) -> int:
         bench_ceiling(pretrained_path(), {(r['engine'], r['precision']): r['model_mp_s'] for r in rows if 'validation' in r['case']})
     elif a.what == 'ceiling': bench_ceiling(pretrained_path())
     elif a.what == 'stages': bench_stages(data, a.images or 67)
+    elif a.what == 'large': bench_large(data, a.sides, a.block)
     else: bench_scale(a.model or pretrained_path(), data, n_images=a.images, modes=a.modes.split(','))
     return 0
 
