@@ -8,7 +8,7 @@ import json, sys, time
 from pathlib import Path
 
 from .config import AUGMENTATIONS, UNetConfig, check_run, init_config, pretrained_path, read_model_config, read_model_info, usable_diameter
-from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, positive_number, run_command
+from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, have, positive_number, run_command
 from .data import list_samples
 from .engine import ENGINES, PRECISIONS, check_engine
 
@@ -41,7 +41,7 @@ def _predictor(a, model: Path):
 def _check_planes(sample, channel, z):
     "Fail fast when the first image needs a --channel or --z choice it was not given (other faults are reported per image)."
     from nuclei_unet.data import read_raw
-    try: read_raw(sample.image, channel, z)
+    try: read_raw(sample.image, channel, z, lazy=have('dask', 'zarr'))
     except NucleiError as e:
         if e.param in ('channel', 'z'): raise
 
@@ -122,6 +122,8 @@ def train(argv: list[str] | None = None) -> int:
 # %% ../nbs/95_cli.ipynb #24dfcc17
 def predict_parser() -> CommandParser:
     "The flags of `nuclei_predict`."
+    from nuclei_unet.large import BLOCK
+    from nuclei_unet.predict import BLOCKWISE
     p = CommandParser(prog='nuclei_predict', description="Find nuclei in every image of a folder; outputs at each image's own size.")
     p.add_argument('--data', type=Path, help='Kaggle-layout or flat image folder (default: synthetic samples)')
     p.add_argument('--model', type=Path, help='model file from nuclei_train (.keras; default: the bundled DSB2018 model)')
@@ -135,6 +137,10 @@ def predict_parser() -> CommandParser:
     p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
     p.add_argument('--pixel-size', type=positive_number, metavar='UM', help='µm per pixel, for measurements in µm (default: from the files\' metadata, else pixels only)')
     p.add_argument('--figures', choices=('none', 'some', 'all'), default='some', help='figures/<id>.png for: some images (16, spread over the folder; default), all or none')
+    p.add_argument('--blockwise', type=positive_number, default=BLOCKWISE / 1e6, metavar='MP',
+                   help=f'predict images above this many megapixels block by block into labels/<id>.ome.zarr (needs dask and zarr; default {BLOCKWISE / 1e6:.1f})')
+    p.add_argument('--block', type=int, default=BLOCK, metavar='PX', help=f'side of a block (default {BLOCK}; memory grows with its square)')
+    p.add_argument('--tiff', action='store_true', help='blockwise images: also write their labels as a tiled, compressed TIFF, labels/<id>.tif')
     _engine_flags(p)
     return p
 
@@ -148,7 +154,10 @@ def _predict(a) -> int:
     _check_planes(samples[0], a.channel, a.z)
     predictor = _predictor(a, model)
     from nuclei_unet.predict import predict_folder
-    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures, channel=a.channel, z=a.z, pixel_size=a.pixel_size)
+    from nuclei_unet.large import check_block
+    check_block(a.block)
+    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures, channel=a.channel, z=a.z,
+                                        pixel_size=a.pixel_size, blockwise=int(a.blockwise * 1e6), block=a.block, tiff=a.tiff)
     print(f'{len(done) - kept} images predicted, {kept} already done (--overwrite redoes them), {len(failed)} skipped; '
           f'{out}: masks/, labels/, figures/, records/, measurements/, submission.csv, summary.csv, measurements.csv')
     for line in failed: print(f'nuclei_predict: skipped {line}', file=sys.stderr)

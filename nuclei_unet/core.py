@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #bb5291a7
 from __future__ import annotations
-import argparse, errno, importlib, os, sys, tempfile
+import argparse, errno, importlib, importlib.util, os, sys, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,8 +13,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['DASK_EXTRA', 'BF16_FLAGS', 'NucleiError', 'bad_value', 'atomic_path', 'write_image', 'save_figure',
            'remove_temporaries', 'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256', 'native_stderr_silenced',
-           'import_tensorflow', 'need', 'cpu_flags', 'has_bf16', 'progress_bar', 'CommandParser', 'positive_number',
-           'diameter_arg', 'flag_message', 'run_command']
+           'import_tensorflow', 'need', 'have', 'cpu_flags', 'has_bf16', 'progress_bar', 'CommandParser',
+           'positive_number', 'diameter_arg', 'flag_message', 'run_command']
 
 # %% ../nbs/00_core.ipynb #cca5dc46
 class NucleiError(ValueError):
@@ -136,6 +136,10 @@ def need(module: str):
     "Import optional `module` (of dask, distributed, zarr) and return it, or raise a `NucleiError` saying how to install it."
     try: return importlib.import_module(module)
     except ImportError: raise NucleiError(f'this needs the optional package {module.split(".")[0]}: {DASK_EXTRA}') from None
+
+def have(*modules: str) -> bool:
+    "Whether every one of the optional top-level `modules` is installed (nothing is imported)."
+    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 # %% ../nbs/00_core.ipynb #c9a1f3b1
 BF16_FLAGS = frozenset({'avx512_bf16', 'amx_bf16'})

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import UNetConfig, pretrained_path, read_model_config, read_model_info, usable_diameter
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, file_sha256, progress_bar, write_image, remove_temporaries
+from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
 
 import cv2
 import numpy as np
@@ -27,9 +27,9 @@ from .metrics import dice, dsb_score
 
 # %% auto #0
 __all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'FIGURE_SIDE', 'SUMMARY_COLUMNS', 'FIGURES',
-           'SOME_FIGURES', 'OUTPUTS', 'probability_rows', 'predict_probabilities', 'Prediction', 'Predictor',
-           'load_pretrained', 'prediction_figure', 'plot_prediction', 'write_submission', 'write_summary', 'figure_ids',
-           'run_settings', 'claim_folder', 'folder_lock', 'predict_folder']
+           'SOME_FIGURES', 'OUTPUTS', 'BLOCKWISE', 'probability_rows', 'predict_probabilities', 'Prediction',
+           'Predictor', 'load_pretrained', 'prediction_figure', 'plot_prediction', 'write_submission', 'write_summary',
+           'figure_ids', 'run_settings', 'claim_folder', 'folder_lock', 'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
@@ -328,10 +328,24 @@ def _write_outputs(s: Sample, raw: RawImage, truth: np.ndarray | None, r: Predic
         write_image(out/sub/f'{s.id}.png', arr)
     return labels_to_rles(r.labels)
 
-def _read(s: Sample, channel: int | str | None, z: int | str | None) -> tuple[RawImage, np.ndarray | None]:
-    "One sample's pixels as stored and its true labels (or None)."
-    raw = read_raw(s.image, channel, z)
+def _read(s: Sample, channel: int | str | None, z: int | str | None, blockwise: int) -> tuple[RawImage, np.ndarray | None]:
+    "One sample's pixels as stored and its true labels (or None); above `blockwise` pixels (with dask and zarr) the pixels stay a lazy Dask array."
+    raw = read_raw(s.image, channel, z, lazy=have('dask', 'zarr'))
+    if raw.pixels.shape[0] * raw.pixels.shape[1] > blockwise and have('dask', 'zarr'): return raw, None
+    if not isinstance(raw.pixels, np.ndarray): raw = replace(raw, pixels=np.ascontiguousarray(raw.pixels.compute()))
     return raw, read_truth(s, raw.pixels.shape)
+
+def _predict_blockwise(s: Sample, raw: RawImage, predictor: Predictor, out: Path, diameter: float | None, ran: dict,
+                       pixel_size: float | None, block: int | None, tiff: bool, progress: bool | None):
+    "One image too large for memory: `large.predict_large` into `labels/<id>.ome.zarr` [and `.tif`], then its measurements and record (last: they mark it done)."
+    from nuclei_unet.large import BLOCK, predict_large
+    r = predict_large(raw, out/'labels'/f'{s.id}.ome.zarr', predictor, diameter, pixel_size=pixel_size, block=block or BLOCK,
+                      tiff=out/'labels'/f'{s.id}.tif' if tiff else None, progress=progress)
+    write_measurements(r.table, out/'measurements'/f'{s.id}.csv')
+    record = dict(id=s.id, nuclei=r.nuclei, height=raw.pixels.shape[0], width=raw.pixels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
+                  median_area_px2=float(np.median(r.table['area_px2'])) if r.nuclei else None, diameter=r.diameter, diameter_source=r.diameter_source,
+                  blockwise=dict(blocks=r.blocks, block=block or BLOCK, cut=r.cut, seconds=round(r.seconds, 1)), **ran)
+    with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
 
 def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
     "Yield (item, future of `fn(item)`) in order, keeping the next `n` calls already submitted to `pool`."
@@ -341,25 +355,35 @@ def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
         if nxt is not None: futures.append((nxt, pool.submit(fn, nxt)))
         yield item, f
 
+BLOCKWISE = 1 << 25            # images above this many pixels (5793^2) are predicted block by block (with dask and zarr installed)
+
+def _is_done(out: Path, i: str) -> bool:
+    "Whether image `i` has its outputs in `out`: its labels PNG, or the record written after blockwise labels."
+    return (out/'labels'/f'{i}.png').exists() or ((out/'labels'/f'{i}.ome.zarr').exists() and (out/'records'/f'{i}.json').exists())
+
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
-                   channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None) -> tuple[list[str], int, list[str]]:
-    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files): (ids with outputs, how many were already done, errors)."
+                   channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None,
+                   blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False) -> tuple[list[str], int, list[str]]:
+    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`): (ids with outputs, how many were already done, errors)."
     draw = figure_ids([s.id for s in samples], figures)
     with folder_lock(ensure_dir(out)):
         claim_folder(out, run_settings(predictor, diameter, channel, z, pixel_size), overwrite)
-        return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size)
+        return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff)
 
-def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size) -> tuple[list[str], int, list[str]]:
+def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff) -> tuple[list[str], int, list[str]]:
     "The body of `predict_folder`, with the folder locked and claimed."
     for d in ('masks', 'labels', 'figures', 'records', 'measurements'): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
-    todo = [s for s in samples if overwrite or not (out/'labels'/f'{s.id}.png').exists()]
-    failed, rles, writes = [], {}, deque()
+    todo = [s for s in samples if overwrite or not _is_done(out, s.id)]
+    failed, rles, writes, large = [], {}, deque(), set()
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:     # read ahead and write behind the network
-        for s, read in progress_bar(_ahead(reader, lambda s: _read(s, channel, z), todo), 'predicting', total=len(todo), progress=progress):
+        for s, read in progress_bar(_ahead(reader, lambda s: _read(s, channel, z, blockwise), todo), 'predicting', total=len(todo), progress=progress):
             try:
                 raw, truth = read.result()
+                if not isinstance(raw.pixels, np.ndarray):
+                    _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, progress)
+                    large.add(s.id); continue
                 r = predictor.predict(raw.rgb, diameter)
                 if r.labels.max() >= 2**16: raise NucleiError(f'{r.labels.max():,} nuclei found, more than a 16-bit label image holds; predict it in parts')
             except NucleiError as e:
@@ -368,9 +392,9 @@ def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, 
             writes.append((s.id, writer.submit(_write_outputs, s, raw, truth, r, out, s.id in draw, predictor.engine.describe(), pixel_size)))
             while len(writes) > 2: i, f = writes.popleft(); rles[i] = f.result()        # at most two images wait to be written
         for i, f in writes: rles[i] = f.result()
-    done = [s.id for s in samples if s.id in rles or s not in todo]
+    done = [s.id for s in samples if s.id in rles or s.id in large or s not in todo]
     if done:
-        write_submission(done, out/'labels', out/'submission.csv', rles)
+        write_submission([i for i in done if (out/'labels'/f'{i}.png').exists()], out/'labels', out/'submission.csv', rles)
         write_summary(done, out/'records', out/'summary.csv')
         combine_measurements([i for i in done if (out/'measurements'/f'{i}.csv').exists()], out/'measurements', out/'measurements.csv')
     return done, len(samples) - len(todo), failed

@@ -87,3 +87,26 @@ def test_killed_run_resumes_to_the_same_labels(slide, blockwise, tmp_path):
     assert code.returncode == 0, code.stderr
     np.testing.assert_array_equal(np.asarray(predict_large.__globals__['need']('dask.array').from_zarr(str(out), component='0')),
                                   np.asarray(blockwise.labels))
+
+
+def test_nuclei_predict_takes_large_images_blockwise(slide, tmp_path):
+    from helpers import run_script
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'slide.tif').symlink_to(slide)
+    tifffile.imwrite(data / 'small.tif', tifffile.imread(slide)[256:512, 256:512])
+    out = tmp_path / 'out'
+    args = ['--data', data, '--out', out, '--diameter', DIAMETER, '--blockwise', 0.5, '--block', 256, '--tiff', '--figures', 'none']
+    code, stdout, err = run_script('nuclei_predict', *args)
+    assert code == 0, err
+    assert '2 images predicted' in stdout
+    labels = np.asarray(read_raw(out / 'labels' / 'slide.ome.zarr').pixels[..., 0])       # our reader reads our OME-Zarr
+    np.testing.assert_array_equal(tifffile.imread(out / 'labels' / 'slide.tif'), labels)
+    assert (out / 'labels' / 'small.png').exists() and not (out / 'labels' / 'slide.png').exists()
+    rows = (out / 'measurements.csv').read_text().splitlines()
+    assert sum(r.startswith('slide,') for r in rows) == labels.max() > 100
+    record = __import__('json').loads((out / 'records' / 'slide.json').read_text())
+    assert record['blockwise']['blocks'] == 16 and record['nuclei'] == labels.max()
+    assert {r.split(',')[0] for r in (out / 'submission.csv').read_text().splitlines()[1:]} == {'small'}
+    code, stdout, err = run_script('nuclei_predict', *args)
+    assert code == 0 and '0 images predicted, 2 already done' in stdout, (stdout, err)
