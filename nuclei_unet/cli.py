@@ -140,6 +140,7 @@ def predict_parser() -> CommandParser:
     p.add_argument('--blockwise', type=positive_number, default=BLOCKWISE / 1e6, metavar='MP',
                    help=f'predict images above this many megapixels block by block into labels/<id>.ome.zarr (needs dask and zarr; default {BLOCKWISE / 1e6:.1f})')
     p.add_argument('--block', type=int, default=BLOCK, metavar='PX', help=f'side of a block (default {BLOCK}; memory grows with its square)')
+    p.add_argument('--scheduler', metavar='ADDRESS', help='a Dask scheduler (tcp://host:8786) whose workers predict the images; they must see --data and --out (default: this process)')
     p.add_argument('--tiff', action='store_true', help='blockwise images: also write their labels as a tiled, compressed TIFF, labels/<id>.tif')
     _engine_flags(p)
     return p
@@ -152,12 +153,16 @@ def _predict(a) -> int:
     samples = list_samples(_data_or_default(a.data))
     out = ensure_dir(a.out)
     _check_planes(samples[0], a.channel, a.z)
-    predictor = _predictor(a, model)
-    from nuclei_unet.predict import predict_folder
     from nuclei_unet.large import check_block
     check_block(a.block)
-    done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures, channel=a.channel, z=a.z,
-                                        pixel_size=a.pixel_size, blockwise=int(a.blockwise * 1e6), block=a.block, tiff=a.tiff)
+    from nuclei_unet.cluster import connect
+    client = connect(a.scheduler) if a.scheduler else None                 # an address that does not answer fails here, within seconds
+    predictor = _predictor(a, model)
+    from nuclei_unet.predict import predict_folder
+    try: done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures, channel=a.channel, z=a.z,
+                                             pixel_size=a.pixel_size, blockwise=int(a.blockwise * 1e6), block=a.block, tiff=a.tiff, client=client)
+    finally:
+        if client is not None: client.close()
     print(f'{len(done) - kept} images predicted, {kept} already done (--overwrite redoes them), {len(failed)} skipped; '
           f'{out}: masks/, labels/, figures/, records/, measurements/, submission.csv, summary.csv, measurements.csv')
     for line in failed: print(f'nuclei_predict: skipped {line}', file=sys.stderr)

@@ -29,7 +29,7 @@ from .metrics import dice, dsb_score
 __all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'FIGURE_SIDE', 'SUMMARY_COLUMNS', 'FIGURES',
            'SOME_FIGURES', 'OUTPUTS', 'BLOCKWISE', 'probability_rows', 'predict_probabilities', 'Prediction',
            'Predictor', 'load_pretrained', 'prediction_figure', 'plot_prediction', 'write_submission', 'write_summary',
-           'figure_ids', 'run_settings', 'claim_folder', 'folder_lock', 'predict_folder']
+           'figure_ids', 'run_settings', 'claim_folder', 'folder_lock', 'failure_line', 'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
@@ -157,6 +157,7 @@ class Predictor:
         self.cfg, self.info = read_model_config(model_path), read_model_info(model_path)
         self.path, self.tta, self.tile = Path(model_path), tta, self.cfg.check_tile(tile)
         self.engine = load_engine(model_path, engine, precision, threads)      # see `engine`: OpenVINO by default, or Keras
+        self.spec = dict(model_path=str(model_path), params=params, tta=tta, tile=tile, engine=engine, precision=precision, threads=threads)   # rebuilds it elsewhere
         stored = self.info.get('tta_instances') if tta else None      # thresholds tuned for TTA, where the model has them
         self.params = params or InstanceParams(**(stored or self.info.get('instances', {})))
 
@@ -347,6 +348,23 @@ def _predict_blockwise(s: Sample, raw: RawImage, predictor: Predictor, out: Path
                   blockwise=dict(blocks=r.blocks, block=block or BLOCK, cut=r.cut, seconds=round(r.seconds, 1)), **ran)
     with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
 
+def failure_line(s: Sample, e: Exception) -> str:
+    "The line reporting that sample `s` failed with `e`, naming its file once."
+    return f'{s.image}: {e}' if str(s.image) not in str(e) else str(e)
+
+def _predicted(predictor: Predictor, raw: RawImage, diameter: float | None) -> Prediction:
+    "`predictor.predict` of one image read whole, its nuclei checked to fit a 16-bit label image."
+    r = predictor.predict(raw.rgb, diameter)
+    if r.labels.max() >= 2**16: raise NucleiError(f'{r.labels.max():,} nuclei found, more than a 16-bit label image holds; predict it block by block (--blockwise)')
+    return r
+
+def _predict_image(s: Sample, predictor: Predictor, out: Path, diameter, draw: bool, channel, z, pixel_size, blockwise: int, block, tiff: bool) -> list[str] | None:
+    "Read, predict and write one image, without reading ahead (as a cluster's worker does): its RLEs, or None when it was done block by block."
+    raw, truth = _read(s, channel, z, blockwise)
+    if not isinstance(raw.pixels, np.ndarray):
+        return _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, False)
+    return _write_outputs(s, raw, truth, _predicted(predictor, raw, diameter), out, draw, predictor.engine.describe(), pixel_size)
+
 def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
     "Yield (item, future of `fn(item)`) in order, keeping the next `n` calls already submitted to `pool`."
     futures = deque((x, pool.submit(fn, x)) for x in items[:n])
@@ -364,18 +382,32 @@ def _is_done(out: Path, i: str) -> bool:
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
                    channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None,
-                   blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False) -> tuple[list[str], int, list[str]]:
-    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`): (ids with outputs, how many were already done, errors)."
+                   blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None) -> tuple[list[str], int, list[str]]:
+    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`): (ids with outputs, how many were already done, errors)."
     draw = figure_ids([s.id for s in samples], figures)
     with folder_lock(ensure_dir(out)):
         claim_folder(out, run_settings(predictor, diameter, channel, z, pixel_size), overwrite)
-        return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff)
+        return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client)
 
-def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff) -> tuple[list[str], int, list[str]]:
+def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client) -> tuple[list[str], int, list[str]]:
     "The body of `predict_folder`, with the folder locked and claimed."
     for d in ('masks', 'labels', 'figures', 'records', 'measurements'): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
     todo = [s for s in samples if overwrite or not _is_done(out, s.id)]
+    if client is not None:
+        from nuclei_unet.cluster import predict_on_cluster
+        rles, large, failed = predict_on_cluster(client, todo, predictor, out, draw, progress, diameter=diameter, channel=channel, z=z,
+                                                 pixel_size=pixel_size, blockwise=blockwise, block=block, tiff=tiff)
+    else: rles, large, failed = _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff)
+    done = [s.id for s in samples if s.id in rles or s.id in large or s not in todo]
+    if done:
+        write_submission([i for i in done if (out/'labels'/f'{i}.png').exists()], out/'labels', out/'submission.csv', rles)
+        write_summary(done, out/'records', out/'summary.csv')
+        combine_measurements([i for i in done if (out/'measurements'/f'{i}.csv').exists()], out/'measurements', out/'measurements.csv')
+    return done, len(samples) - len(todo), failed
+
+def _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff) -> tuple[dict, set, list[str]]:
+    "Predict `todo` in this process, reading ahead and writing behind the network: (RLEs by id, ids done blockwise, errors)."
     failed, rles, writes, large = [], {}, deque(), set()
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:     # read ahead and write behind the network
         for s, read in progress_bar(_ahead(reader, lambda s: _read(s, channel, z, blockwise), todo), 'predicting', total=len(todo), progress=progress):
@@ -384,17 +416,11 @@ def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, 
                 if not isinstance(raw.pixels, np.ndarray):
                     _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, progress)
                     large.add(s.id); continue
-                r = predictor.predict(raw.rgb, diameter)
-                if r.labels.max() >= 2**16: raise NucleiError(f'{r.labels.max():,} nuclei found, more than a 16-bit label image holds; predict it in parts')
+                r = _predicted(predictor, raw, diameter)
             except NucleiError as e:
-                failed.append(f'{s.image}: {e}' if str(s.image) not in str(e) else str(e)); continue
+                failed.append(failure_line(s, e)); continue
             if r.diameter_source == 'model': print(f'{s.id}: no nuclei found to estimate the diameter; used the model\'s {r.diameter:g} px', file=sys.stderr)
             writes.append((s.id, writer.submit(_write_outputs, s, raw, truth, r, out, s.id in draw, predictor.engine.describe(), pixel_size)))
             while len(writes) > 2: i, f = writes.popleft(); rles[i] = f.result()        # at most two images wait to be written
         for i, f in writes: rles[i] = f.result()
-    done = [s.id for s in samples if s.id in rles or s.id in large or s not in todo]
-    if done:
-        write_submission([i for i in done if (out/'labels'/f'{i}.png').exists()], out/'labels', out/'submission.csv', rles)
-        write_summary(done, out/'records', out/'summary.csv')
-        combine_measurements([i for i in done if (out/'measurements'/f'{i}.csv').exists()], out/'measurements', out/'measurements.csv')
-    return done, len(samples) - len(todo), failed
+    return rles, large, failed

@@ -1,0 +1,78 @@
+"`nuclei_predict --scheduler` on a real Dask LocalCluster of 2 worker processes on loopback: the same labels as a local run, and a killed worker's images done elsewhere."
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT
+from helpers import assert_one_line_error, run_script
+from nuclei_unet.data import find_dsb2018, list_samples
+
+N_IMAGES = 12
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    "A flat folder of DSB2018 images (links)."
+    dsb = find_dsb2018(ROOT)
+    if dsb is None: pytest.skip('DSB2018 stage1_train not found')
+    d = tmp_path_factory.mktemp('images')
+    for s in list_samples(dsb)[:N_IMAGES]: (d / s.image.name).symlink_to(s.image)
+    return d
+
+
+@pytest.fixture(scope='module')
+def cluster():
+    distributed = pytest.importorskip('distributed')
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None) as c:
+        yield c
+
+
+def outputs(out):
+    return {p.name: p.read_bytes() for p in (out / 'labels').iterdir()}
+
+
+def test_cluster_run_matches_local_run(folder, cluster, tmp_path):
+    common = ['--data', folder, '--figures', 'none', '--threads', 1]          # one network thread per process on both sides
+    code, _, err = run_script('nuclei_predict', *common, '--out', tmp_path / 'local')
+    assert code == 0, err
+    code, stdout, err = run_script('nuclei_predict', *common, '--out', tmp_path / 'cluster', '--scheduler', cluster.scheduler_address)
+    assert code == 0, err
+    assert f'{N_IMAGES} images predicted' in stdout
+    local, remote = outputs(tmp_path / 'local'), outputs(tmp_path / 'cluster')
+    assert len(local) == N_IMAGES and local == remote                        # byte for byte
+    assert (tmp_path / 'local' / 'run.json').read_text() == (tmp_path / 'cluster' / 'run.json').read_text()
+    code, stdout, _ = run_script('nuclei_predict', *common, '--out', tmp_path / 'cluster', '--scheduler', cluster.scheduler_address)
+    assert code == 0 and f'0 images predicted, {N_IMAGES} already done' in stdout
+
+
+def test_killed_worker_images_are_done_elsewhere(folder, cluster, tmp_path):
+    from distributed import Client
+    with Client(cluster.scheduler_address) as client: pids = client.run(os.getpid)
+    out = tmp_path / 'out'
+    killed = []
+    def kill_one_after_first_output():
+        deadline = time.time() + 300
+        while time.time() < deadline and not any((out / 'labels').glob('*.png')): time.sleep(0.02)
+        pid = sorted(pids.values())[0]
+        os.kill(pid, signal.SIGKILL); killed.append(pid)
+    watcher = threading.Thread(target=kill_one_after_first_output, daemon=True)
+    watcher.start()
+    code, stdout, err = run_script('nuclei_predict', '--data', folder, '--figures', 'none', '--threads', 1, '--out', out, '--scheduler', cluster.scheduler_address)
+    watcher.join(5)
+    assert killed and code == 0, (stdout, err)
+    labels = sorted(p.name for p in (out / 'labels').iterdir())
+    assert labels == sorted(f'{s.id}.png' for s in list_samples(folder))      # every image once, no temporaries
+    rows = (out / 'summary.csv').read_text().splitlines()[1:]
+    assert len(rows) == N_IMAGES
+
+
+def test_scheduler_that_does_not_answer(tmp_path):
+    t = time.time()
+    result = run_script('nuclei_predict', '--scheduler', 'tcp://127.0.0.1:9', '--out', tmp_path / 'out')
+    assert time.time() - t < 30
+    assert_one_line_error(result, 'nuclei_predict', '--scheduler', 'tcp://127.0.0.1:9', 'no Dask scheduler answered')
