@@ -12,7 +12,7 @@ from conftest import ROOT
 from helpers import assert_one_line_error, run_script
 from nuclei_unet.data import find_dsb2018, list_samples
 
-N_IMAGES = 12
+N_IMAGES = 8
 
 
 @pytest.fixture(scope='module')
