@@ -12,7 +12,7 @@ __doc__ = """Find cell nuclei in microscope images with a U-Net.
 The names most work needs are here, imported on first use (so `import nuclei_unet` is instant and loads
 TensorFlow only when a network is needed): `load_pretrained`, `Predictor`, `Prediction`, `predict_folder`,
 `train_model`, `evaluate_folder`, `read_image`, `read_raw`, `read_sample`, `list_samples`, `measure_nuclei`,
-`UNetConfig`, `InstanceParams`, `dsb_score`, `NucleiError`.
+`predict_large`, `UNetConfig`, `InstanceParams`, `dsb_score`, `NucleiError`.
 
 Modules, in the order data flows through them:
 
@@ -30,6 +30,8 @@ Modules, in the order data flows through them:
 - `instances`: nuclei from probabilities (watershed), nucleus diameter, Kaggle run-length encoding
 - `evaluate`: scores per image and per modality
 - `measure`: per-nucleus measurements and their CSV tables
+- `large`: images larger than memory, block by block into OME-Zarr
+- `cluster`: folders on a Dask cluster
 - `cli`: the `nuclei_*` commands
 - `bench`: benchmark figures (`python -m nuclei_unet.bench`)
 - `pretrained`: how the bundled model was chosen (maintainers' tools)
@@ -41,7 +43,7 @@ _NAMES = {                                     # public name: (module, name ther
     'Prediction': ('predict', 'Prediction'), 'predict_folder': ('predict', 'predict_folder'),
     'train_model': ('train', 'train'), 'evaluate_folder': ('evaluate', 'evaluate'),
     'read_image': ('data', 'read_image'), 'read_raw': ('data', 'read_raw'), 'read_sample': ('data', 'read_sample'),
-    'list_samples': ('data', 'list_samples'), 'measure_nuclei': ('measure', 'measure_nuclei'),
+    'list_samples': ('data', 'list_samples'), 'measure_nuclei': ('measure', 'measure_nuclei'), 'predict_large': ('large', 'predict_large'),
     'UNetConfig': ('config', 'UNetConfig'), 'InstanceParams': ('instances', 'InstanceParams'),
     'dsb_score': ('metrics', 'dsb_score'), 'NucleiError': ('core', 'NucleiError'),
 }

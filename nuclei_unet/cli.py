@@ -140,6 +140,7 @@ def predict_parser() -> CommandParser:
     p.add_argument('--blockwise', type=positive_number, default=BLOCKWISE / 1e6, metavar='MP',
                    help=f'predict images above this many megapixels block by block into labels/<id>.ome.zarr (needs dask and zarr; default {BLOCKWISE / 1e6:.1f})')
     p.add_argument('--block', type=int, default=BLOCK, metavar='PX', help=f'side of a block (default {BLOCK}; memory grows with its square)')
+    p.add_argument('--export', metavar='FORMATS', help='also write each image\'s nuclei as rois (Fiji ROI set, rois/<id>.zip) and/or geojson (QuPath, geojson/<id>.geojson), comma-separated')
     p.add_argument('--scheduler', metavar='ADDRESS', help='a Dask scheduler (tcp://host:8786) whose workers predict the images; they must see --data and --out (default: this process)')
     p.add_argument('--tiff', action='store_true', help='blockwise images: also write their labels as a tiled, compressed TIFF, labels/<id>.tif')
     _engine_flags(p)
@@ -155,16 +156,18 @@ def _predict(a) -> int:
     _check_planes(samples[0], a.channel, a.z)
     from nuclei_unet.large import check_block
     check_block(a.block)
+    from nuclei_unet.export import check_exports
+    exports = check_exports(a.export)
     from nuclei_unet.cluster import connect
     client = connect(a.scheduler) if a.scheduler else None                 # an address that does not answer fails here, within seconds
     predictor = _predictor(a, model)
     from nuclei_unet.predict import predict_folder
     try: done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures, channel=a.channel, z=a.z,
-                                             pixel_size=a.pixel_size, blockwise=int(a.blockwise * 1e6), block=a.block, tiff=a.tiff, client=client)
+                                             pixel_size=a.pixel_size, blockwise=int(a.blockwise * 1e6), block=a.block, tiff=a.tiff, client=client, exports=exports)
     finally:
         if client is not None: client.close()
     print(f'{len(done) - kept} images predicted, {kept} already done (--overwrite redoes them), {len(failed)} skipped; '
-          f'{out}: masks/, labels/, figures/, records/, measurements/, submission.csv, summary.csv, measurements.csv')
+          f'{out}: masks/, labels/, figures/, records/, measurements/, {"".join(e + "/, " for e in exports)}submission.csv, summary.csv, measurements.csv')
     for line in failed: print(f'nuclei_predict: skipped {line}', file=sys.stderr)
     return 1 if failed else 0
 
@@ -223,24 +226,30 @@ def measure_parser() -> CommandParser:
     p.add_argument('--pixel-size', type=positive_number, metavar='UM', help='µm per pixel (default: from the images\' metadata, else pixels only)')
     p.add_argument('--channel', help='multi-channel images: measure this channel (1-based or an OME name)')
     p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
+    p.add_argument('--export', metavar='FORMATS', help='also write rois (Fiji ROI sets, rois/<id>.zip) and/or geojson (QuPath, geojson/<id>.geojson), comma-separated')
     return p
 
 def _measure(a) -> int:
     "Body of `nuclei_measure`."
     from nuclei_unet.data import image_id, is_image_file, read_labels, read_raw
     from nuclei_unet.measure import combine_measurements, measure_nuclei, write_measurements
+    from nuclei_unet.export import check_exports, write_exports
+    exports = check_exports(a.export)
     samples = list_samples(a.images)
     if not a.labels.is_dir(): raise bad_value('labels', a.labels, 'no such folder')
     labels = {image_id(p): p for p in sorted(a.labels.iterdir()) if is_image_file(p)}
     out = ensure_dir(a.out/'measurements', 'out').parent
+    for e in exports: ensure_dir(out/e, 'out')
     done, failed = [], []
     for s in samples:
         if s.id not in labels: failed.append(f'{s.image}: no label image {s.id}.* in {a.labels}'); continue
         try:
             raw = read_raw(s.image, a.channel, a.z)
-            table = measure_nuclei(read_labels(labels[s.id], raw.pixels.shape), raw.pixels, raw.channels, a.pixel_size or raw.pixel_size)
+            nuclei = read_labels(labels[s.id], raw.pixels.shape)
+            table = measure_nuclei(nuclei, raw.pixels, raw.channels, a.pixel_size or raw.pixel_size)
         except NucleiError as e: failed.append(str(e)); continue
         write_measurements(table, out/'measurements'/f'{s.id}.csv')
+        write_exports(nuclei, table, out, s.id, exports)
         done.append(s.id)
     rows = combine_measurements(done, out/'measurements', out/'measurements.csv') if done else 0
     print(f'{rows} nuclei measured in {len(done)} images, {len(failed)} skipped; {out}: measurements/, measurements.csv')

@@ -14,7 +14,7 @@ from skimage.measure import regionprops_table
 from .core import atomic_path
 
 # %% auto #0
-__all__ = ['measure_nuclei', 'write_measurements', 'combine_measurements']
+__all__ = ['measure_nuclei', 'write_measurements', 'combine_measurements', 'read_measurements']
 
 # %% ../nbs/10_measure.ipynb #8b04f53d
 _SHAPE = [('centroid-0', 'centroid_row', 1), ('centroid-1', 'centroid_col', 1), ('bbox-0', 'bbox_min_row', 1), ('bbox-1', 'bbox_min_col', 1),
@@ -76,3 +76,15 @@ def combine_measurements(ids: Sequence[str], folder: str | os.PathLike, path: st
             with open(folder/f'{i}.csv', newline='') as g:
                 for row in csv.DictReader(g): w.writerow({'image': i, **row}); rows += 1
     return rows
+
+def read_measurements(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    "A table written by `write_measurements`, by column: `label` int64, `touches_edge` bool, `image` str, the rest float64 (an empty cell: NaN)."
+    with open(path, newline='') as f: rows = list(csv.reader(f))
+    table = {}
+    for k, c in enumerate(rows[0]):
+        v = [r[k] for r in rows[1:]]
+        if c == 'image': table[c] = np.array(v, str)
+        elif c == 'label': table[c] = np.array(v, np.int64)
+        elif c == 'touches_edge': table[c] = np.array(v, np.int64).astype(bool)
+        else: table[c] = np.array([float(x) if x else np.nan for x in v], np.float64)
+    return table

@@ -22,7 +22,8 @@ from .data import RawImage, Sample, decode_file, display_rgb8, intensity_range, 
 from .eda import outline
 from .engine import load_engine
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels, resize_labels
-from .measure import combine_measurements, measure_nuclei, write_measurements
+from .export import check_exports, write_exports
+from .measure import combine_measurements, measure_nuclei, read_measurements, write_measurements
 from .metrics import dice, dsb_score
 
 # %% auto #0
@@ -277,7 +278,7 @@ def figure_ids(ids: Sequence[str], figures: str = 'some') -> set[str]:
     return {ids[i] for i in np.linspace(0, len(ids) - 1, min(SOME_FIGURES, len(ids))).round().astype(int)}
 
 # %% ../nbs/05_predict.ipynb #6b927fbb
-OUTPUTS = ('masks', 'labels', 'figures', 'records', 'measurements', 'submission.csv', 'summary.csv', 'measurements.csv', 'run.json')
+OUTPUTS = ('masks', 'labels', 'figures', 'records', 'measurements', 'rois', 'geojson', 'submission.csv', 'summary.csv', 'measurements.csv', 'run.json')
 
 def run_settings(predictor: Predictor, diameter: float | None = None, channel: int | str | None = None, z: int | str | None = None,
                  pixel_size: float | None = None) -> dict:
@@ -315,12 +316,13 @@ def folder_lock(out: Path):
 
 # %% ../nbs/05_predict.ipynb #d385f850
 def _write_outputs(s: Sample, raw: RawImage, truth: np.ndarray | None, r: Prediction, out: Path, draw: bool, ran: dict,
-                   pixel_size: float | None) -> list[str]:
-    "Write one image's figure (when `draw`), measurements, record, mask and labels (last: they mark it done); return its RLEs."
+                   pixel_size: float | None, exports: tuple = ()) -> list[str]:
+    "Write one image's figure (when `draw`), measurements, `exports`, record, mask and labels (last: they mark it done); return its RLEs."
     if draw:
         write_image(out/'figures'/f'{s.id}.png', prediction_figure(s.id, raw.rgb, r.labels, truth)[..., ::-1])
     table = measure_nuclei(r.labels, raw.pixels, raw.channels, pixel_size or raw.pixel_size)
     write_measurements(table, out/'measurements'/f'{s.id}.csv')
+    write_exports(r.labels, table, out, s.id, exports)
     record = dict(id=s.id, nuclei=int(r.labels.max()), height=r.labels.shape[0], width=r.labels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
                   median_area_px2=float(np.median(table['area_px2'])) if len(table['label']) else None,
                   diameter=r.diameter, diameter_source=r.diameter_source, **ran)
@@ -358,12 +360,13 @@ def _predicted(predictor: Predictor, raw: RawImage, diameter: float | None) -> P
     if r.labels.max() >= 2**16: raise NucleiError(f'{r.labels.max():,} nuclei found, more than a 16-bit label image holds; predict it block by block (--blockwise)')
     return r
 
-def _predict_image(s: Sample, predictor: Predictor, out: Path, diameter, draw: bool, channel, z, pixel_size, blockwise: int, block, tiff: bool) -> list[str] | None:
+def _predict_image(s: Sample, predictor: Predictor, out: Path, diameter, draw: bool, channel, z, pixel_size, blockwise: int, block, tiff: bool,
+                   exports: tuple = ()) -> list[str] | None:
     "Read, predict and write one image, without reading ahead (as a cluster's worker does): its RLEs, or None when it was done block by block."
     raw, truth = _read(s, channel, z, blockwise)
     if not isinstance(raw.pixels, np.ndarray):
         return _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, False)
-    return _write_outputs(s, raw, truth, _predicted(predictor, raw, diameter), out, draw, predictor.engine.describe(), pixel_size)
+    return _write_outputs(s, raw, truth, _predicted(predictor, raw, diameter), out, draw, predictor.engine.describe(), pixel_size, exports)
 
 def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
     "Yield (item, future of `fn(item)`) in order, keeping the next `n` calls already submitted to `pool`."
@@ -382,31 +385,39 @@ def _is_done(out: Path, i: str) -> bool:
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
                    channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None,
-                   blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None) -> tuple[list[str], int, list[str]]:
-    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`): (ids with outputs, how many were already done, errors)."
+                   blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None, exports: Sequence[str] = ()) -> tuple[list[str], int, list[str]]:
+    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`; `exports` of `export.EXPORTS`): (ids with outputs, how many were already done, errors)."
     draw = figure_ids([s.id for s in samples], figures)
     with folder_lock(ensure_dir(out)):
         claim_folder(out, run_settings(predictor, diameter, channel, z, pixel_size), overwrite)
-        return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client)
+        return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client, check_exports(','.join(exports)))
 
-def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client) -> tuple[list[str], int, list[str]]:
+def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client, exports) -> tuple[list[str], int, list[str]]:
     "The body of `predict_folder`, with the folder locked and claimed."
-    for d in ('masks', 'labels', 'figures', 'records', 'measurements'): ensure_dir(out/d); remove_temporaries(out/d)
+    for d in ('masks', 'labels', 'figures', 'records', 'measurements', *exports): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
     todo = [s for s in samples if overwrite or not _is_done(out, s.id)]
     if client is not None:
         from nuclei_unet.cluster import predict_on_cluster
         rles, large, failed = predict_on_cluster(client, todo, predictor, out, draw, progress, diameter=diameter, channel=channel, z=z,
-                                                 pixel_size=pixel_size, blockwise=blockwise, block=block, tiff=tiff)
-    else: rles, large, failed = _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff)
+                                                 pixel_size=pixel_size, blockwise=blockwise, block=block, tiff=tiff, exports=exports)
+    else: rles, large, failed = _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, exports)
     done = [s.id for s in samples if s.id in rles or s.id in large or s not in todo]
+    _export_earlier(out, [s.id for s in samples if s not in todo], exports)
     if done:
         write_submission([i for i in done if (out/'labels'/f'{i}.png').exists()], out/'labels', out/'submission.csv', rles)
         write_summary(done, out/'records', out/'summary.csv')
         combine_measurements([i for i in done if (out/'measurements'/f'{i}.csv').exists()], out/'measurements', out/'measurements.csv')
     return done, len(samples) - len(todo), failed
 
-def _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff) -> tuple[dict, set, list[str]]:
+def _export_earlier(out: Path, ids: Sequence[str], exports: tuple):
+    "Write the `exports` that images predicted by an earlier run lack, from their labels and measurements."
+    for i in ids:
+        missing = tuple(e for e in exports if not (out/e/f'{i}.{"zip" if e == "rois" else e}').exists())
+        if missing and (out/'labels'/f'{i}.png').exists():
+            write_exports(decode_file(out/'labels'/f'{i}.png').astype(np.int32), read_measurements(out/'measurements'/f'{i}.csv'), out, i, missing)
+
+def _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, exports) -> tuple[dict, set, list[str]]:
     "Predict `todo` in this process, reading ahead and writing behind the network: (RLEs by id, ids done blockwise, errors)."
     failed, rles, writes, large = [], {}, deque(), set()
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:     # read ahead and write behind the network
@@ -420,7 +431,7 @@ def _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pi
             except NucleiError as e:
                 failed.append(failure_line(s, e)); continue
             if r.diameter_source == 'model': print(f'{s.id}: no nuclei found to estimate the diameter; used the model\'s {r.diameter:g} px', file=sys.stderr)
-            writes.append((s.id, writer.submit(_write_outputs, s, raw, truth, r, out, s.id in draw, predictor.engine.describe(), pixel_size)))
+            writes.append((s.id, writer.submit(_write_outputs, s, raw, truth, r, out, s.id in draw, predictor.engine.describe(), pixel_size, exports)))
             while len(writes) > 2: i, f = writes.popleft(); rles[i] = f.result()        # at most two images wait to be written
         for i, f in writes: rles[i] = f.result()
     return rles, large, failed
