@@ -17,8 +17,8 @@ from .core import progress_bar
 from .data import MODALITIES, Sample, display_rgb8, read_sample
 
 # %% auto #0
-__all__ = ['modality', 'ImageStats', 'image_stats', 'collect_stats', 'summarize', 'format_summary', 'plot_overview', 'outline',
-           'plot_examples']
+__all__ = ['modality', 'ImageStats', 'image_stats', 'collect_stats', 'summarize', 'format_summary', 'plot_overview',
+           'nucleus_colours', 'outline', 'plot_examples']
 
 # %% ../nbs/01_eda.ipynb #27bfb080
 def modality(image: np.ndarray) -> str:
@@ -113,10 +113,16 @@ def plot_overview(stats: Sequence[ImageStats]):
     return fig
 
 # %% ../nbs/01_eda.ipynb #50589f5a
-def outline(image: np.ndarray, labels: np.ndarray, color=(255, 255, 0)) -> np.ndarray:
-    "A copy of RGB uint8 `image` with the borders of each nucleus in int32 `labels` painted in `color`."
-    out = image.copy()
-    out[find_boundaries(labels, mode='inner')] = color
+def nucleus_colours(n: int) -> np.ndarray:
+    "uint8 RGB colours (n + 1, 3) for labels 0..n: saturated, each label's hue a golden-ratio step from the previous one's, so touching nuclei differ."
+    hsv = np.stack([(np.arange(n + 1) * 0.618034 % 1.0 * 179).astype(np.uint8), np.full(n + 1, 200, np.uint8), np.full(n + 1, 255, np.uint8)], axis=1)
+    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
+
+def outline(image: np.ndarray, labels: np.ndarray, color: tuple | None = None) -> np.ndarray:
+    "A copy of RGB uint8 `image` with the inner border of each nucleus of int `labels` painted in its own colour (`nucleus_colours`), or all in `color`."
+    out = np.array(image, np.uint8)
+    edge = find_boundaries(labels, mode='inner')
+    out[edge] = nucleus_colours(int(labels.max()))[labels[edge]] if color is None else color
     return out
 
 def plot_examples(samples: Sequence[Sample], stats: Sequence[ImageStats], per_modality: int = 2):

@@ -216,7 +216,7 @@ def load_pretrained(tta: bool = False, tile: int = 512, params: InstanceParams |
 FIGURE_SIDE = 768                      # the longest side of an image panel in a saved figure, px
 
 def _panel(image: np.ndarray, labels: np.ndarray | None, title: str, scale: float) -> np.ndarray:
-    "One figure panel: `image` scaled by `scale`, the outlines of `labels` in yellow, `title` in a strip above."
+    "One figure panel: `image` scaled by `scale`, the outlines of `labels` each in its own colour, `title` in a strip above."
     h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
     small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if scale != 1 else image
     if labels is not None: small = outline(small, resize_labels(labels, h, w))
@@ -224,14 +224,28 @@ def _panel(image: np.ndarray, labels: np.ndarray | None, title: str, scale: floa
     cv2.putText(strip, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return np.concatenate([strip, small])
 
+def _densest_window(labels: np.ndarray, h: int, w: int) -> tuple[int, int]:
+    "(y0, x0) of the `h` x `w` window of `labels` that holds the most nucleus pixels (searched on a view of about 256 px)."
+    step = max(1, max(labels.shape) // 256)
+    cover = (labels[::step, ::step] > 0).astype(np.float32)
+    kh, kw = max(1, min(cover.shape[0], h // step)), max(1, min(cover.shape[1], w // step))
+    sums = cv2.boxFilter(cover, -1, (kw, kh), normalize=False, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)[:cover.shape[0] - kh + 1, :cover.shape[1] - kw + 1]
+    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return min(y * step, labels.shape[0] - h), min(x * step, labels.shape[1] - w)
+
 def prediction_figure(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None,
                       side: int = FIGURE_SIDE) -> np.ndarray:
-    "RGB uint8 picture of one prediction: image | predicted outlines [| true outlines, with Dice and mAP], titled; panels at most `side` px."
+    "RGB uint8 picture of one prediction: image | predicted outlines [| true outlines, with Dice and mAP] [| a 1:1 crop where nuclei are densest, for images shrunk to fit], titled; panels at most `side` px."
     image = display_rgb8(image)
     scale = min(1.0, side / max(image.shape[:2]))
     panels = [_panel(image, None, sample_id[:40], scale), _panel(image, labels, f'predicted: {labels.max()} nuclei', scale)]
     if truth is not None:
         panels.append(_panel(image, truth, f'true: {truth.max()}; Dice {dice(truth, labels):.3f}, mAP {dsb_score(truth, labels):.3f}', scale))
+    if scale < 1:                                                        # shrunk: outlines cannot be judged, so show a part at full resolution
+        h = panels[0].shape[0] - 22
+        w = min(image.shape[1], h)
+        y0, x0 = _densest_window(labels, h, w)
+        panels.append(_panel(image[y0:y0 + h, x0:x0 + w], labels[y0:y0 + h, x0:x0 + w], f'1:1 at row {y0}, column {x0}', 1.0))
     gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
 
