@@ -30,6 +30,8 @@ Modules, in the order data flows through them:
 - `instances`: nuclei from probabilities (watershed), nucleus diameter, Kaggle run-length encoding
 - `evaluate`: scores per image and per modality
 - `measure`: per-nucleus measurements and their CSV tables
+- `export`: Fiji ROI sets and QuPath GeoJSON, traced along pixel corners
+- `browse`: a JupyterLab viewer of a predicted folder
 - `large`: images larger than memory, block by block into OME-Zarr
 - `cluster`: folders on a Dask cluster
 - `cli`: the `nuclei_*` commands

@@ -337,7 +337,7 @@ def _write_outputs(s: Sample, raw: RawImage, truth: np.ndarray | None, r: Predic
     table = measure_nuclei(r.labels, raw.pixels, raw.channels, pixel_size or raw.pixel_size)
     write_measurements(table, out/'measurements'/f'{s.id}.csv')
     write_exports(r.labels, table, out, s.id, exports)
-    record = dict(id=s.id, nuclei=int(r.labels.max()), height=r.labels.shape[0], width=r.labels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
+    record = dict(id=s.id, image=str(s.image), nuclei=int(r.labels.max()), height=r.labels.shape[0], width=r.labels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
                   median_area_px2=float(np.median(table['area_px2'])) if len(table['label']) else None,
                   diameter=r.diameter, diameter_source=r.diameter_source, **ran)
     with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
@@ -359,7 +359,7 @@ def _predict_blockwise(s: Sample, raw: RawImage, predictor: Predictor, out: Path
     r = predict_large(raw, out/'labels'/f'{s.id}.ome.zarr', predictor, diameter, pixel_size=pixel_size, block=block or BLOCK,
                       tiff=out/'labels'/f'{s.id}.tif' if tiff else None, progress=progress)
     write_measurements(r.table, out/'measurements'/f'{s.id}.csv')
-    record = dict(id=s.id, nuclei=r.nuclei, height=raw.pixels.shape[0], width=raw.pixels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
+    record = dict(id=s.id, image=str(s.image), nuclei=r.nuclei, height=raw.pixels.shape[0], width=raw.pixels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
                   median_area_px2=float(np.median(r.table['area_px2'])) if r.nuclei else None, diameter=r.diameter, diameter_source=r.diameter_source,
                   blockwise=dict(blocks=r.blocks, block=block or BLOCK, cut=r.cut, seconds=round(r.seconds, 1)), **ran)
     with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
