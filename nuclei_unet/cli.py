@@ -224,7 +224,7 @@ def measure_parser() -> CommandParser:
     p.add_argument('--labels', type=Path, required=True, help='folder of label images named as the images (<id>.png, .tif...)')
     p.add_argument('--out', type=Path, default=Path('output/measure'), help='output folder (default output/measure)')
     p.add_argument('--pixel-size', type=positive_number, metavar='UM', help='µm per pixel (default: from the images\' metadata, else pixels only)')
-    p.add_argument('--channel', help='multi-channel images: measure this channel (1-based or an OME name)')
+    p.add_argument('--channel', help='multi-channel images: the nuclear channel (1-based or an OME name; default 1); every channel is measured')
     p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
     p.add_argument('--export', metavar='FORMATS', help='also write rois (Fiji ROI sets, rois/<id>.zip) and/or geojson (QuPath, geojson/<id>.geojson), comma-separated')
     return p
@@ -244,7 +244,7 @@ def _measure(a) -> int:
     for s in samples:
         if s.id not in labels: failed.append(f'{s.image}: no label image {s.id}.* in {a.labels}'); continue
         try:
-            raw = read_raw(s.image, a.channel, a.z)
+            raw = read_raw(s.image, a.channel or 1, a.z)                # every channel is measured; which is nuclear does not matter here
             nuclei = read_labels(labels[s.id], raw.pixels.shape)
             table = measure_nuclei(nuclei, raw.pixels, raw.channels, a.pixel_size or raw.pixel_size)
         except NucleiError as e: failed.append(str(e)); continue

@@ -113,16 +113,18 @@ _UM = {'µm': 1.0, 'um': 1.0, 'micron': 1.0, 'microns': 1.0, '\\u00B5m': 1.0, 'n
 
 @dataclass(frozen=True)
 class RawImage:
-    "One image's pixels as stored, after the channel and z choices, with what its metadata says."
-    pixels: np.ndarray                 # (H,W,C) in the file's dtype: C = 3 for colour, else 1 (the chosen channel); a Dask array when read lazily
-    colour: bool                       # an RGB picture (8-bit PNG/JPEG/BMP, TIFF marked RGB) rather than a channel
-    channels: tuple[str, ...]          # names of the channels in `pixels`: red, green, blue; the file's name; or c1..cn
+    "One image's pixels as stored, after the z choice, every channel kept, with what its metadata says and which channel shows the nuclei."
+    pixels: np.ndarray                 # (H,W,C) in the file's dtype, every channel (C = 3 for colour); a Dask array when read lazily
+    colour: bool                       # an RGB picture (8-bit PNG/JPEG/BMP, TIFF marked RGB) rather than channels
+    channels: tuple[str, ...]          # names of the channels in `pixels`: red, green, blue; the file's names; or c1..cn
     pixel_size: float | None           # µm per pixel from the metadata; None where it records none
+    nuclear: int = 0                   # index of the channel the network sees (unused for colour)
 
     @property
     def rgb(self) -> np.ndarray:
-        "(H,W,3) in the file's dtype: the colour image, or the one channel three times (a read-only view, no copy)."
-        return self.pixels if self.colour else np.broadcast_to(self.pixels, self.pixels.shape[:2] + (3,))
+        "(H,W,3) in the file's dtype, what the network sees: the colour image, or the nuclear channel three times (a read-only view, no copy)."
+        if self.colour: return self.pixels
+        return np.broadcast_to(self.pixels[..., self.nuclear:self.nuclear + 1], self.pixels.shape[:2] + (3,))
 
 def _lazy_array(arr):
     "A Dask array over a Zarr array or memory map `arr`, in its own chunks (a memory map: bands of rows)."
@@ -208,19 +210,14 @@ def _read_other(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple,
     return (arr[..., :3], 'YXS', (), None, True) if colour else (arr, 'YXC', (), None, False)
 
 # %% ../nbs/00_data.ipynb #8db4ea8f
-def _channel_name(names: tuple, channel: int | str) -> str:
-    "The name of `channel` (1-based or a name) among `names`."
-    return names[int(channel) - 1] if str(channel).isdigit() else next(n for n in names if n.lower() == str(channel).lower())
-
-def _pick_channel(path: Path, arr: np.ndarray, axis: int, names: tuple, channel: int | str) -> np.ndarray:
-    "Plane `channel` (1-based number or name) of `arr` along `axis`."
-    n = arr.shape[axis]
+def _channel_index(path: Path, n: int, names: tuple, channel: int | str) -> int:
+    "The 0-based index of `channel` (1-based number or name) among `n` channels named `names`."
     by_name = {name.lower(): i for i, name in enumerate(names)}
     if isinstance(channel, str) and not channel.isdigit():
         if channel.lower() not in by_name: raise NucleiError(f'{path}: no channel named {channel!r}; it has {", ".join(names) or f"{n} unnamed channels"}', 'channel')
-        return np.take(arr, by_name[channel.lower()], axis)
+        return by_name[channel.lower()]
     if not 1 <= int(channel) <= n: raise NucleiError(f'{path}: --channel {channel}: it has {n} channel(s), 1..{n}', 'channel')
-    return np.take(arr, int(channel) - 1, axis)
+    return int(channel) - 1
 
 def _project(path: Path, arr: np.ndarray, axis: int, z: int | str) -> np.ndarray:
     "The z choice `z` (max, mean or a 1-based plane) along `axis`."
@@ -249,14 +246,16 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
     if 'Z' in axes:
         if z is None: raise NucleiError(f'{where}: a z-stack of {arr.shape[axes.index("Z")]} planes; choose --z max, --z mean or --z N (1..{arr.shape[axes.index("Z")]})', 'z')
         arr, axes = _project(path, arr, axes.index('Z'), z), axes.replace('Z', '')
+    nuclear = 0
     if 'C' in axes or ('S' in axes and channel is not None):
         c = axes.index('C') if 'C' in axes else axes.index('S')
         names = names if len(names) == arr.shape[c] else tuple(f'c{i + 1}' for i in range(arr.shape[c]))
         if channel is None: raise NucleiError(f'{where}: {arr.shape[c]} channels ({", ".join(names)}); choose the nuclear one with --channel N (1..{arr.shape[c]}) or --channel NAME', 'channel')
-        arr, axes, colour, names = _pick_channel(path, arr, c, names, channel), axes[:c] + axes[c + 1:], False, (_channel_name(names, channel),)
-    pixels = arr.transpose([axes.index(a) for a in 'YXS']) if colour else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
-    return RawImage(pixels if lazy and not isinstance(pixels, np.ndarray) else np.ascontiguousarray(pixels), colour,
-                    ('red', 'green', 'blue') if colour else names[:1] or ('c1',), size)
+        nuclear, axes, colour = _channel_index(path, arr.shape[c], names, channel), axes[:c] + axes[c + 1:] + 'C', False
+        arr = np.moveaxis(arr, c, -1)
+    else: names = ('red', 'green', 'blue') if colour else names[:1] or ('c1',)
+    pixels = arr.transpose([axes.index(a) for a in ('YXS' if colour else 'YXC')]) if colour or 'C' in axes else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
+    return RawImage(pixels if lazy and not isinstance(pixels, np.ndarray) else np.ascontiguousarray(pixels), colour, names, size, nuclear)
 
 # %% ../nbs/00_data.ipynb #c18b09d0
 def read_image(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None) -> np.ndarray:

@@ -205,7 +205,7 @@ def _probabilities_stage(predictor, raw, grid, plan, work, progress):
     if (work/'rows'/'complete').exists(): return prob
     stored = sorted(int(p.stem) for p in (work/'rows').glob('[0-9]*.npy'))
     resume = (stored[-1] + 1, np.load(work/'rows'/f'{stored[-1]}.npy')) if stored else (0, None)
-    rows = probability_rows(predictor.engine, predictor.cfg, raw.pixels, predictor.tile, tta=predictor.tta, zoom=plan['zoom'],
+    rows = probability_rows(predictor.engine, predictor.cfg, raw.rgb, predictor.tile, tta=predictor.tta, zoom=plan['zoom'],
                             value_range=tuple(plan['value_range']), resume=resume)
     with progress_bar(None, 'probabilities', total=grid.height, progress=progress, unit='row') as bar:
         bar.update(resume[1] is not None and int(np.load(work/'rows'/'y.npy')))

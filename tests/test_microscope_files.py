@@ -6,6 +6,7 @@ import tifffile
 
 from helpers import assert_one_line_error, run_script
 from nuclei_unet.data import find_dsb2018, list_samples, read_image
+from nuclei_unet.measure import read_measurements
 from nuclei_unet.metrics import dsb_score
 
 DSB = find_dsb2018()
@@ -70,3 +71,7 @@ def test_ome_tiff_by_channel_name_and_id(tmp_path, nuclei16):
     r, labels = _predict(tmp_path, 'cells.ome', arr, '--channel', 'DAPI', ome=True, metadata={'axes': 'CYX', 'Channel': {'Name': ['GFP', 'DAPI']}})
     assert r[0] == 0 and labels is not None and labels.max() > 20, r
     assert [s.id for s in list_samples(tmp_path / 'in_cells.ome')] == ['cells']
+    table = read_measurements(tmp_path / 'out_cells.ome' / 'measurements' / 'cells.csv')      # every channel measured, by name
+    for k, name in enumerate(['GFP', 'DAPI']):
+        for i in (1, labels.max()):
+            assert table[f'mean_intensity_{name}'][i - 1] == pytest.approx(arr[k][labels == i].mean(), rel=1e-5)
