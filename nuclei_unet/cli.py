@@ -96,6 +96,7 @@ def train_parser() -> CommandParser:
     p.add_argument('--augment', type=_names, help=f'extra augmentations, comma-separated: {",".join(AUGMENTATIONS)} (default none)')
     p.add_argument('--init', help="start from a trained model: 'pretrained' (the bundled one) or a .keras file; its settings are the defaults")
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    p.add_argument('--force', action='store_true', help='resume a run in --out even though settings differ from those it was started with')
     return p
 
 def _train(a) -> int:
@@ -109,7 +110,7 @@ def _train(a) -> int:
     from nuclei_unet.train import train
     t0 = time.time()
     rows = train(data, a.out, cfg, a.epochs, a.batch_size, a.lr or (1e-4 if init else 1e-3), a.val_fraction, a.seed,
-                 a.steps_per_epoch, verbose=1 if sys.stdout.isatty() else 2, init=init)
+                 a.steps_per_epoch, verbose=1 if sys.stdout.isatty() else 2, init=init, force=a.force)
     best = min(rows, key=lambda r: r['val_loss'])
     print(f'best epoch {best["epoch"] + 1}: val_loss {best["val_loss"]:.4f}, val Dice {best["val_dice_coef"]:.4f}; '
           f'{time.time() - t0:.0f} s; wrote {a.out}/model.keras, history.csv, hist.png')

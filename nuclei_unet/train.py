@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
-from .config import UNetConfig, check_run, read_model_info
+from .config import ARCHITECTURE, UNetConfig, check_run, read_model_info
 from .core import NucleiError, atomic_path, bad_value, ensure_dir, has_bf16, import_tensorflow, remove_temporaries, save_figure
 
 tf = import_tensorflow()
@@ -26,8 +26,9 @@ from .config import AUGMENTATIONS
 from .model import build_unet, load_model, make_targets, save_model
 
 # %% auto #0
-__all__ = ['tf', 'split_samples', 'crop_example', 'load_example', 'prepare_samples', 'augment', 'make_dataset', 'plot_history',
-           'write_history', 'cosine_lr', 'RunCheckpoint', 'training_precision', 'dtype_policy', 'rebuild', 'train']
+__all__ = ['tf', 'RESUMED_SETTINGS', 'split_samples', 'crop_example', 'load_example', 'prepare_samples', 'augment',
+           'make_dataset', 'plot_history', 'write_history', 'cosine_lr', 'RunCheckpoint', 'training_precision',
+           'dtype_policy', 'rebuild', 'train', 'check_resume']
 
 # %% ../nbs/04_train.ipynb #ffc844a7
 def _rank(sample_id: str) -> str: return hashlib.md5(sample_id.encode()).hexdigest()
@@ -223,14 +224,28 @@ def rebuild(model: keras.Model, cfg: UNetConfig, policy: str = 'float32', optimi
 # %% ../nbs/04_train.ipynb #e7cc317b
 def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epochs: int = 20, batch_size: int = 8,
           lr: float = 1e-3, val_fraction: float = 0.1, seed: int = 0, steps_per_epoch: int | None = None,
-          verbose: int | str = 'auto', init: str | os.PathLike | None = None, precision: str | None = None) -> list[dict]:
-    "Train (or resume) a U-Net on the samples in `data`, writing model.keras, last.keras, history.csv, hist.png to `out`."
+          verbose: int | str = 'auto', init: str | os.PathLike | None = None, precision: str | None = None, force: bool = False) -> list[dict]:
+    "Train (or resume) a U-Net on the samples in `data`, writing model.keras, last.keras, history.csv, hist.png to `out`; `force` resumes with changed settings."
     gpus = tf.config.list_physical_devices('GPU')
     with dtype_policy(precision or training_precision(bool(gpus))) as policy:
         if policy != 'float32': print(f'training with the {policy} policy', file=sys.stderr)
-        return _train_run(data, Path(out), cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus)
+        return _train_run(data, Path(out), cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force)
 
-def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus) -> list[dict]:
+RESUMED_SETTINGS = ('data', 'batch_size', 'lr', 'val_fraction', 'seed', 'steps_per_epoch')    # a resumed run keeps them (the epochs may grow)
+
+def check_resume(out: Path, saved_cfg: UNetConfig, cfg: UNetConfig, saved_run: dict, run: dict, force: bool = False) -> list[str]:
+    "The settings in which a resumed run at `out` would differ from the one saved there; a `NucleiError` naming the first unless `force` (another architecture: always)."
+    arch = [k for k in ARCHITECTURE if getattr(saved_cfg, k) != getattr(cfg, k)]
+    if arch: raise NucleiError(f'{out}: holds a run with another architecture ({", ".join(f"{k} {getattr(saved_cfg, k)}" for k in arch)}); use another --out')
+    def same(k, a, b): return Path(a).resolve() == Path(b).resolve() if k == 'data' else a == b
+    changed = [(k, getattr(saved_cfg, k), getattr(cfg, k)) for k in saved_cfg.__dataclass_fields__ if getattr(saved_cfg, k) != getattr(cfg, k)]
+    changed += [(k, saved_run[k], run[k]) for k in RESUMED_SETTINGS if k in saved_run and not same(k, saved_run[k], run[k])]
+    if changed and not force:
+        k, old, new = changed[0]
+        raise bad_value(k, new, f'{out} holds a run trained with {k} {old}; resume with the same value, add --force to continue with the new one, or choose another --out')
+    return [k for k, _, _ in changed]
+
+def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force) -> list[dict]:
     "The body of `train`, in the precision it chose."
     policy = keras.mixed_precision.global_policy().name
     check_run(epochs, batch_size, val_fraction, steps_per_epoch)
@@ -241,7 +256,7 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
     if missing: raise NucleiError(f'{missing[0].image}: no masks for this image; training needs masks ({len(missing)} images without)')
     train_s, val_s = split_samples(samples, val_fraction, prepare_samples(samples))
     steps = steps_per_epoch or max(1, math.ceil(len(train_s) / batch_size))
-    run = dict(data=str(data), epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
+    run = dict(data=str(Path(data).resolve()), epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
                steps_per_epoch=steps, train_images=len(train_s), val_ids=[s.id for s in val_s])
     extra = {}
     strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
@@ -250,8 +265,8 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
     with strategy.scope():
         if (out/'last.keras').exists():
             model, saved_cfg, state = load_model(out/'last.keras', compile=True)
-            if saved_cfg != cfg:
-                raise NucleiError(f'{out}: holds a run with other model settings ({saved_cfg.to_json()}); use another --out')
+            changed = check_resume(out, saved_cfg, cfg, state.get('run', {}), run, force)
+            if changed: print(f'resuming {out} with changed settings (--force): {", ".join(changed)}', file=sys.stderr)
             if model.layers[1].dtype_policy.name != policy: model = rebuild(model, cfg, policy, optimizer=True)
             rows, best, run['init'] = state['history'], state['best_val_loss'], state.get('run', {}).get('init')
             extra = {k: state[k] for k in ('instances', 'tta_instances') if k in state}
