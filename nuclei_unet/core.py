@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #bb5291a7
 from __future__ import annotations
-import argparse, errno, importlib, importlib.util, os, sys, tempfile
+import argparse, errno, importlib, importlib.util, os, sys, tempfile, threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -110,16 +110,22 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #d8c6519f
+_SILENCED = {'lock': threading.Lock(), 'depth': 0, 'saved': None}
+
 @contextmanager
 def native_stderr_silenced():
-    "Send whatever is written to file descriptor 2 (C/C++ libraries included) to /dev/null within the block."
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
+    "Send whatever is written to file descriptor 2 (C/C++ libraries included) to /dev/null within the block; threads may nest it, the first in redirects and the last out restores."
+    with _SILENCED['lock']:
+        if _SILENCED['depth'] == 0:
+            sys.stderr.flush()
+            _SILENCED['saved'], devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2); os.close(devnull)
+        _SILENCED['depth'] += 1
+    try: yield
     finally:
-        os.dup2(saved, 2); os.close(saved); os.close(devnull)
+        with _SILENCED['lock']:
+            _SILENCED['depth'] -= 1
+            if _SILENCED['depth'] == 0: os.dup2(_SILENCED['saved'], 2); os.close(_SILENCED['saved'])
 
 def import_tensorflow():
     "Import TensorFlow and Keras, and probe for GPUs, without their C++ start-up notices; return `tensorflow`."

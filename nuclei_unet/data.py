@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #b70514f8
 from __future__ import annotations
-import hashlib, os
+import hashlib, logging, os, struct, zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +15,14 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential
 
-from .core import NucleiError, cache_dir, need, write_image
+from .core import NucleiError, cache_dir, native_stderr_silenced, need, write_image
 
 # %% auto #0
-__all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'VENDOR_FORMATS', 'MAX_PIXELS', 'LABEL_TAGS',
-           'as_rgb8', 'intensity_range', 'normalize_image', 'display_rgb8', 'is_image_file', 'image_id', 'decode_file',
-           'RawImage', 'read_raw', 'read_image', 'masks_to_labels', 'read_labels', 'Sample', 'list_samples',
-           'cached_masks_to_labels', 'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
+__all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'DECODE_PIXELS', 'VENDOR_FORMATS', 'MAX_PIXELS',
+           'MAX_LAZY_VALUES', 'LABEL_TAGS', 'as_rgb8', 'intensity_range', 'normalize_image', 'display_rgb8',
+           'is_image_file', 'image_id', 'header_size', 'decode_file', 'RawImage', 'read_pixels', 'read_raw',
+           'read_image', 'masks_to_labels', 'read_labels', 'Sample', 'list_samples', 'cached_masks_to_labels',
+           'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
@@ -89,19 +90,55 @@ def image_id(path: str | os.PathLike) -> str:
 
 # %% ../nbs/00_data.ipynb #f9a64819
 @contextmanager
-def _quiet_opencv():
-    "Silence OpenCV's stderr warnings (we raise our own error) for the duration of the block."
-    old = cv2.utils.logging.getLogLevel()
+def _quiet_decoders():
+    "Silence the decoders' own warnings (we raise our own error) within the block: OpenCV's log, tifffile's logger, and libjpeg's and libpng's messages to file descriptor 2."
+    old, logger = cv2.utils.logging.getLogLevel(), logging.getLogger('tifffile')
+    level = logger.level
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try: yield
-    finally: cv2.utils.logging.setLogLevel(old)
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with native_stderr_silenced(): yield
+    finally:
+        cv2.utils.logging.setLogLevel(old); logger.setLevel(level)
+
+DECODE_PIXELS = 1 << 28                # pixels a PNG/JPEG/BMP (always decoded whole) may claim: 16384^2
+
+def header_size(buf: bytes) -> tuple[int, int] | None:
+    "(height, width) that a PNG, BMP or JPEG header claims, read without decoding; None for other or unreadable headers."
+    b = bytes(buf[:65536])
+    if b[:8] == b'\x89PNG\r\n\x1a\n' and len(b) >= 24: return struct.unpack('>II', b[16:24])[::-1]
+    if b[:2] == b'BM' and len(b) >= 26: return tuple(abs(v) for v in struct.unpack('<ii', b[18:26])[::-1])
+    if b[:2] == b'\xff\xd8':                                            # JPEG: walk the segments to the frame header
+        i = 2
+        while i + 9 <= len(b) and b[i] == 0xFF:
+            marker, n = b[i + 1], struct.unpack('>H', b[i + 2:i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC): return struct.unpack('>HH', b[i + 5:i + 9])
+            i += 2 + n
+    return None
+
+def _png_intact(buf: np.ndarray, size: tuple | None) -> bool:
+    "Whether a PNG's chunks fit its file up to IEND with their checksums right, and its claimed size could be inflated from its bytes (deflate packs at most 1032:1)."
+    if size is None or size[0] * size[1] / 8 > 1032 * len(buf): return False
+    b, i = memoryview(buf), 8
+    while i + 12 <= len(b):
+        n = struct.unpack('>I', b[i:i + 4])[0]
+        if i + 12 + n > len(b): return False                            # a chunk longer than what is left (OpenCV would wait on it)
+        if zlib.crc32(b[i + 4:i + 8 + n]) != struct.unpack('>I', b[i + 8 + n:i + 12 + n])[0]: return False   # a damaged chunk
+        if bytes(b[i + 4:i + 8]) == b'IEND': return True
+        i += 12 + n
+    return False
 
 def decode_file(path: str | os.PathLike) -> np.ndarray:
-    "Decode image file `path` as stored: any dtype, gray (H,W) or OpenCV's BGR/BGRA channel order."
+    "Decode image file `path` as stored: any dtype, gray (H,W) or OpenCV's BGR/BGRA channel order; a header claiming over `DECODE_PIXELS` is refused before decoding."
     path = Path(path)
     try: buf = np.fromfile(path, np.uint8)
     except OSError as e: raise NucleiError(f'{path}: cannot read ({e.strerror})') from None
-    with _quiet_opencv(): arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    size = header_size(buf)
+    if size and size[0] * size[1] > DECODE_PIXELS:
+        raise NucleiError(f'{path}: its header claims {size[0]}x{size[1]} pixels, more than {DECODE_PIXELS:,} to decode at once; save it as a tiled TIFF or OME-Zarr to predict it block by block')
+    if bytes(buf[:4]) == b'\x89PNG' and not _png_intact(buf, size):
+        raise NucleiError(f'{path}: not a readable image (a damaged or truncated PNG: its chunks do not fit the file or fail their checksums)')
+    with _quiet_decoders(): arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if arr is None: raise NucleiError(f'{path}: not a readable image (corrupt, truncated or not an image)')
     return arr
 
@@ -126,6 +163,13 @@ class RawImage:
         if self.colour: return self.pixels
         return np.broadcast_to(self.pixels[..., self.nuclear:self.nuclear + 1], self.pixels.shape[:2] + (3,))
 
+def read_pixels(array, index=np.s_[...], scheduler: str = 'synchronous') -> np.ndarray:
+    "`array[index]` in memory from a numpy or Dask array (a Dask one computed with `scheduler`: in this thread by default); pixels that fail to decode raise a `NucleiError`."
+    part = array[index]
+    if not hasattr(part, 'compute'): return np.asarray(part)
+    try: return part.compute(scheduler=scheduler)
+    except Exception as e: raise NucleiError(f'pixels that cannot be decoded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"})') from None
+
 def _lazy_array(arr):
     "A Dask array over a Zarr array or memory map `arr`, in its own chunks (a memory map: bands of rows)."
     da = need('dask.array')
@@ -147,8 +191,13 @@ def _tiff_metadata(tif) -> tuple[tuple[str, ...], float | None]:
     if tif.is_imagej and unit in _UM and res and res.value[0]: return (), res.value[1] / res.value[0] * _UM[unit]
     return (), None
 
-def _check_size(path: Path, shape: tuple, axes: str):
-    "A `NucleiError` when an array of `shape` is too large to read whole."
+MAX_LAZY_VALUES = 1 << 36             # values a file read lazily may claim (a 100,000^2 RGB slide holds 3 x 10^10)
+
+def _check_size(path: Path, shape: tuple, axes: str, lazy: bool = False):
+    "A `NucleiError` when an array of `shape` is too large to read whole (`lazy`: too large to be an image at all)."
+    if lazy:
+        if np.prod(shape, dtype=np.float64) > MAX_LAZY_VALUES: raise NucleiError(f'{path}: its header claims {"x".join(map(str, shape))} ({axes}) values, more than any image holds; a damaged file?')
+        return
     if np.prod(shape, dtype=np.int64) > MAX_PIXELS:
         raise NucleiError(f'{path}: {"x".join(map(str, shape))} ({axes}) is larger than {MAX_PIXELS:,} values; too large to read whole (nuclei_predict reads such images block by block when dask and zarr are installed)')
 
@@ -156,12 +205,15 @@ def _read_tiff(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, 
     "(pixels, axes, channel names, pixel size, colour) of a TIFF's first series at full resolution; axes in T Z C Q(unknown) Y X S(colour)."
     import tifffile
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_decoders(), tifffile.TiffFile(path) as tif:
             series, axes = tif.series[0], tif.series[0].axes
-            if not lazy: _check_size(path, series.shape, axes)
+            _check_size(path, series.shape, axes, lazy)
+            end = max((o + n for p in series.pages[:64] if p is not None for o, n in zip(p.dataoffsets, p.databytecounts)), default=0)
+            if end > path.stat().st_size: raise NucleiError(f'{path}: not a readable TIFF (its pixel data run past the end of the file: truncated or damaged)')
             if not lazy: arr = series.asarray()
             elif series.dataoffset is not None: arr = _lazy_array(tifffile.memmap(path, series=0, mode='r'))   # uncompressed: mapped
             else: arr = _lazy_array(need('zarr').open(tif.series[0].aszarr(level=0), mode='r'))
+            if arr.ndim != len(axes) or arr.size == 0: raise NucleiError(f'{path}: not a readable TIFF (its pixel data do not match its header)')
             colour = 'S' in axes and tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB and arr.dtype == np.uint8
             names, size = _tiff_metadata(tif)
     except NucleiError: raise
@@ -192,7 +244,7 @@ def _read_zarr(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, 
         scale = next((t['scale'] for t in level.get('coordinateTransformations', []) if t.get('type') == 'scale'), None)
         unit = next((a.get('unit') for a in ms.get('axes', []) if isinstance(a, dict) and a.get('name', '').lower() == 'x'), None)
         size = scale[axes.index('X')] * {'micrometer': 1.0, 'nanometer': 1e-3, 'millimeter': 1e3}.get(unit, np.nan) if scale and unit else None
-    if not lazy: _check_size(path, arr.shape, axes)
+    _check_size(path, arr.shape, axes, lazy)
     return _lazy_array(arr) if lazy else arr[...], axes, names, size, False
 
 def _read_other(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, float | None, bool]:
@@ -234,6 +286,7 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
         raise NucleiError(f'{path}: {VENDOR_FORMATS[path.suffix.lower()]} files are not read directly; open it in Fiji (Bio-Formats) and save it as OME-TIFF, or convert it with bfconvert')
     reader = {'.tif': _read_tiff, '.tiff': _read_tiff, '.zarr': _read_zarr}.get(path.suffix.lower(), _read_other)
     arr, axes, names, size, colour = reader(path, lazy)
+    if arr.dtype == bool: arr = arr.astype(np.uint8) * np.uint8(255)         # a 1-bit image: 0 and 255
     where = f'{path}: {"x".join(map(str, arr.shape))} ({axes.replace("Q", "?")})'
     for a, n in [(a, arr.shape[i]) for i, a in enumerate(axes)]:              # size-1 axes say nothing
         if n == 1 and a not in 'YX': arr, axes = np.take(arr, 0, axes.index(a)), axes.replace(a, '', 1)

@@ -13,10 +13,10 @@ import numpy as np
 
 from .core import NucleiError, atomic_path, bad_value, ensure_dir, need, progress_bar
 from .config import usable_diameter
-from .data import SUBSAMPLE, RawImage, intensity_range, read_raw
+from .data import SUBSAMPLE, RawImage, intensity_range, read_pixels, read_raw
 from .instances import _components
 from .measure import measure_nuclei
-from .predict import Predictor, _read_window, load_pretrained, probability_rows
+from .predict import Predictor, load_pretrained, probability_rows
 
 # %% auto #0
 __all__ = ['BLOCK', 'BLOCKWISE_PIXELS', 'MARGIN_DIAMETERS', 'CROPS', 'CROP_SIDE', 'PROB_CHUNKS', 'BlockGrid', 'plan_image',
@@ -86,11 +86,6 @@ def _owned_measurements(labels: np.ndarray, anchors: np.ndarray, owned: np.ndarr
     return t
 
 # %% ../nbs/11_large.ipynb #7b1cafa8
-def _thumbnail(pixels, step: int) -> np.ndarray:
-    "Every `step`-th row and column of (H,W,C) `pixels` (numpy or Dask), read a chunk at a time."
-    part = pixels[::step, ::step]
-    return part.compute() if hasattr(part, 'compute') else np.asarray(part)
-
 def _richest_crops(thumb: np.ndarray, step: int, value_range: tuple, side: int, n: int) -> list[tuple[int, int]]:
     "(y0, x0) of the `n` crops of `side` px whose thumbnail pixels spread most, on a grid of crops over the image."
     lo, hi = value_range
@@ -103,13 +98,13 @@ def plan_image(predictor: Predictor, pixels, diameter: float | None = None) -> d
     "What a blockwise prediction of (H,W,C) `pixels` decides once: intensity range, diameter (px) and its source, the zoom the network sees."
     H, W = pixels.shape[:2]
     step = max(1, int(np.sqrt(H * W / SUBSAMPLE)))
-    thumb = _thumbnail(pixels, step)
+    thumb = read_pixels(pixels, np.s_[::step, ::step], scheduler='threads')       # a chunk at a time, on all cores
     value_range = intensity_range(thumb, predictor.cfg.percentiles)
     diameter = usable_diameter(predictor.cfg, diameter, predictor.path)
     if predictor.cfg.diameter is None: return dict(value_range=value_range, diameter=None, diameter_source='native', zoom=1.0)
     if diameter is None:
         side = min(CROP_SIDE, H, W)
-        crops = [_read_window(pixels, y, y + side, x, x + side) for y, x in _richest_crops(thumb, step, value_range, side, CROPS)]
+        crops = [read_pixels(pixels, np.s_[y:y + side, x:x + side]) for y, x in _richest_crops(thumb, step, value_range, side, CROPS)]
         rows = [np.concatenate(crops[i:i + 2], axis=1) for i in range(0, len(crops) - 1, 2)] or crops[:1]
         found = predictor.predict(np.concatenate(rows, axis=0), None, value_range)
         diameter, source = found.diameter, found.diameter_source
@@ -229,7 +224,7 @@ def _nuclei_stage(predictor, raw, grid, plan, work, prob, pixel_size, progress):
         window, core = grid.window(k, margin), grid.core(k)
         p = np.asarray(prob[window[0]:window[1], window[2]:window[3]], np.float32)
         labels, anchors, owned, cut = _block_nuclei(p, window, core, shape, predictor, zoom)
-        table = _owned_measurements(labels, anchors, owned, _read_window(raw.pixels, *window), window, shape, raw.channels, pixel_size)
+        table = _owned_measurements(labels, anchors, owned, read_pixels(raw.pixels, np.s_[window[0]:window[1], window[2]:window[3]]), window, shape, raw.channels, pixel_size)
         (cy0, cy1, cx0, cx1), (y0, _, x0, _) = core, window
         lut = np.concatenate([[0], anchors]).astype(np.uint64)
         written = lut[labels[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]]

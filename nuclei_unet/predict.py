@@ -18,7 +18,7 @@ from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, fi
 import cv2
 import numpy as np
 
-from .data import RawImage, Sample, decode_file, display_rgb8, intensity_range, normalize_image, read_raw, read_truth
+from .data import RawImage, Sample, decode_file, display_rgb8, intensity_range, normalize_image, read_pixels, read_raw, read_truth
 from .eda import outline
 from .engine import load_engine
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels, resize_labels
@@ -80,11 +80,6 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
     r = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA if h < x.shape[0] else cv2.INTER_LINEAR)
     return r.reshape(h, w, -1)
 
-def _read_window(image, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    "image[y0:y1, x0:x1] as numpy, from a numpy or Dask array (read in this thread)."
-    part = image[y0:y1, x0:x1]
-    return part.compute(scheduler='synchronous') if hasattr(part, 'compute') else np.asarray(part)
-
 def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, overlap: int = 64, tta: bool = False,
                      zoom: float = 1.0, value_range: tuple | None = None, resume: tuple = (0, None)):
     "Yield `(row, y0, y1, probabilities of image rows y0..y1, carry)` a row of tiles at a time (see `predict_probabilities`); `resume=(row, carry)` goes on from a yielded row's carry."
@@ -97,7 +92,7 @@ def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, ove
     side, margin = max(MIN_SIDE, round(tile / zoom)), round(overlap / zoom)     # tiles in original pixels
 
     def tile_probabilities(y0, x0):
-        x = normalize_image(_read_window(image, y0, y0 + side, x0, x0 + side), value_range=value_range)
+        x = normalize_image(read_pixels(image, np.s_[y0:y0 + side, x0:x0 + side]), value_range=value_range)
         th, tw = x.shape[:2]
         p = _predict_tile(net, _resize(x, max(1, round(th * zoom)), max(1, round(tw * zoom))), cfg.multiple, tta)
         return _resize(p.astype(np.float32), th, tw)
@@ -349,7 +344,7 @@ def _read(s: Sample, channel: int | str | None, z: int | str | None, blockwise: 
     "One sample's pixels as stored and its true labels (or None); above `blockwise` pixels (with dask and zarr) the pixels stay a lazy Dask array."
     raw = read_raw(s.image, channel, z, lazy=have('dask', 'zarr'))
     if raw.pixels.shape[0] * raw.pixels.shape[1] > blockwise and have('dask', 'zarr'): return raw, None
-    if not isinstance(raw.pixels, np.ndarray): raw = replace(raw, pixels=np.ascontiguousarray(raw.pixels.compute()))
+    if not isinstance(raw.pixels, np.ndarray): raw = replace(raw, pixels=np.ascontiguousarray(read_pixels(raw.pixels, scheduler='threads')))
     return raw, read_truth(s, raw.pixels.shape)
 
 def _predict_blockwise(s: Sample, raw: RawImage, predictor: Predictor, out: Path, diameter: float | None, ran: dict,
