@@ -249,7 +249,8 @@ def plot_prediction(sample_id: str, image: np.ndarray, labels: np.ndarray, truth
     import matplotlib.pyplot as plt
     pic = prediction_figure(sample_id, image, labels, truth)
     fig = plt.figure(figsize=(pic.shape[1] / 100, pic.shape[0] / 100), dpi=100)
-    fig.figimage(pic)
+    ax = fig.add_axes((0, 0, 1, 1))                                      # an image in axes: Jupyter's tight crop keeps it (a bare figimage comes out empty)
+    ax.imshow(pic); ax.axis('off')
     return fig
 
 # %% ../nbs/05_predict.ipynb #37a570a7
@@ -387,9 +388,17 @@ def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
 
 BLOCKWISE = 1 << 25            # images above this many pixels (5793^2) are predicted block by block (with dask and zarr installed)
 
+def _complete_png(path: Path) -> bool:
+    "Whether `path` is a PNG that ends with its IEND chunk (a label image cut short, or damaged on disk since, is not done)."
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(8); f.seek(-12, os.SEEK_END); tail = f.read(12)
+    except OSError: return False
+    return head == b'\x89PNG\r\n\x1a\n' and tail == b'\x00\x00\x00\x00IEND\xaeB`\x82'
+
 def _is_done(out: Path, i: str) -> bool:
-    "Whether image `i` has its outputs in `out`: its labels PNG, or the record written after blockwise labels."
-    return (out/'labels'/f'{i}.png').exists() or ((out/'labels'/f'{i}.ome.zarr').exists() and (out/'records'/f'{i}.json').exists())
+    "Whether image `i` has its outputs in `out`: a complete labels PNG, or the record written after blockwise labels."
+    return _complete_png(out/'labels'/f'{i}.png') or ((out/'labels'/f'{i}.ome.zarr').exists() and (out/'records'/f'{i}.json').exists())
 
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',

@@ -10,3 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def private_cache(tmp_path_factory, monkeypatch):
     "Point the synthetic-data cache at a per-session temporary folder."
     monkeypatch.setenv('NUCLEI_UNET_CACHE', str(tmp_path_factory.getbasetemp() / 'cache'))
+
+
+def pytest_configure(config):
+    "Print the 15 slowest tests of every run (CI included), so the suite's time stays visible."
+    if not config.option.durations: config.option.durations = 15

@@ -18,3 +18,14 @@ def assert_one_line_error(result, prog, *names):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: '), err
     for n in names: assert str(n) in lines[0], (n, lines[0])
+
+
+def dsb_folder(folder, pick):
+    "A flat folder of links to the DSB2018 images that `pick(samples)` chooses; the test is skipped without DSB2018."
+    import pytest
+    from conftest import ROOT
+    from nuclei_unet.data import find_dsb2018, list_samples
+    dsb = find_dsb2018(ROOT)
+    if dsb is None: pytest.skip('DSB2018 stage1_train not found')
+    for s in pick(list_samples(dsb)): (folder / s.image.name).symlink_to(s.image)
+    return folder

@@ -1,16 +1,13 @@
 "`nuclei_predict --scheduler` on a real Dask LocalCluster of 2 worker processes on loopback: the same labels as a local run, and a killed worker's images done elsewhere."
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from conftest import ROOT
-from helpers import assert_one_line_error, run_script
-from nuclei_unet.data import find_dsb2018, list_samples
+from helpers import assert_one_line_error, dsb_folder, run_script
+from nuclei_unet.data import list_samples
 
 N_IMAGES = 8
 
@@ -18,11 +15,7 @@ N_IMAGES = 8
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
     "A flat folder of DSB2018 images (links)."
-    dsb = find_dsb2018(ROOT)
-    if dsb is None: pytest.skip('DSB2018 stage1_train not found')
-    d = tmp_path_factory.mktemp('images')
-    for s in list_samples(dsb)[:N_IMAGES]: (d / s.image.name).symlink_to(s.image)
-    return d
+    return dsb_folder(tmp_path_factory.mktemp('images'), lambda samples: samples[:N_IMAGES])
 
 
 @pytest.fixture(scope='module')

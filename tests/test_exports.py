@@ -5,22 +5,17 @@ import numpy as np
 import pytest
 import roifile
 
-from conftest import ROOT
-from helpers import assert_one_line_error, run_script
-from nuclei_unet.data import decode_file, find_dsb2018, list_samples
+from helpers import assert_one_line_error, dsb_folder, run_script
+from nuclei_unet.data import decode_file, list_samples
 from nuclei_unet.export import polygon_mask
 
 
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
     "Three DSB2018 images (links), one of them not square."
-    dsb = find_dsb2018(ROOT)
-    if dsb is None: pytest.skip('DSB2018 stage1_train not found')
-    d = tmp_path_factory.mktemp('images')
-    samples = list_samples(dsb)
-    wide = next(s for s in samples if decode_file(s.image).shape[0] != decode_file(s.image).shape[1])
-    for s in [*samples[:2], wide]: (d / s.image.name).symlink_to(s.image)
-    return d
+    def pick(samples):
+        return [*samples[:2], next(s for s in samples if decode_file(s.image).shape[0] != decode_file(s.image).shape[1])]
+    return dsb_folder(tmp_path_factory.mktemp('images'), pick)
 
 
 def read_back(out, i, shape):

@@ -1,5 +1,4 @@
 "Images predicted block by block (`large`): the same nuclei as the whole image, and a killed run resumes to the same labels."
-import os
 import signal
 import subprocess
 import sys
@@ -85,18 +84,17 @@ def test_killed_run_resumes_to_the_same_labels(slide, blockwise, tmp_path):
     assert p.returncode == -signal.SIGKILL and not out.exists()        # killed after the first row of tiles, before the end
     code = subprocess.run(list(map(str, args)), capture_output=True, text=True, timeout=600)
     assert code.returncode == 0, code.stderr
-    np.testing.assert_array_equal(np.asarray(predict_large.__globals__['need']('dask.array').from_zarr(str(out), component='0')),
-                                  np.asarray(blockwise.labels))
+    np.testing.assert_array_equal(read_raw(out).pixels[..., 0], np.asarray(blockwise.labels))
 
 
 def test_nuclei_predict_takes_large_images_blockwise(slide, tmp_path):
     from helpers import run_script
     data = tmp_path / 'data'
     data.mkdir()
-    (data / 'slide.tif').symlink_to(slide)
+    tifffile.imwrite(data / 'slide.tif', tifffile.imread(slide)[:512, :512], tile=(128, 128), compression='zlib')
     tifffile.imwrite(data / 'small.tif', tifffile.imread(slide)[256:512, 256:512])
     out = tmp_path / 'out'
-    args = ['--data', data, '--out', out, '--diameter', DIAMETER, '--blockwise', 0.5, '--block', 256, '--tiff', '--figures', 'none']
+    args = ['--data', data, '--out', out, '--diameter', DIAMETER, '--blockwise', 0.2, '--block', 128, '--tiff', '--figures', 'none']
     code, stdout, err = run_script('nuclei_predict', *args)
     assert code == 0, err
     assert '2 images predicted' in stdout
@@ -104,7 +102,7 @@ def test_nuclei_predict_takes_large_images_blockwise(slide, tmp_path):
     np.testing.assert_array_equal(tifffile.imread(out / 'labels' / 'slide.tif'), labels)
     assert (out / 'labels' / 'small.png').exists() and not (out / 'labels' / 'slide.png').exists()
     rows = (out / 'measurements.csv').read_text().splitlines()
-    assert sum(r.startswith('slide,') for r in rows) == labels.max() > 100
+    assert sum(r.startswith('slide,') for r in rows) == labels.max() > 50
     record = __import__('json').loads((out / 'records' / 'slide.json').read_text())
     assert record['blockwise']['blocks'] == 16 and record['nuclei'] == labels.max()
     assert {r.split(',')[0] for r in (out / 'submission.csv').read_text().splitlines()[1:]} == {'small'}

@@ -85,6 +85,11 @@ def test_rerun_skips_and_overwrite_redoes(tmp_path, model):
     assert code == 0 and '0 images predicted, 2 already done' in out
     code, out, _ = run_script('nuclei_predict', *args, '--overwrite')
     assert code == 0 and '2 images predicted, 0 already done' in out
+    cut = sorted((tmp_path / 'o' / 'labels').iterdir())[0]
+    cut.write_bytes(cut.read_bytes()[:-20])                                   # a label image damaged on disk is not done
+    code, out, _ = run_script('nuclei_predict', *args)
+    assert code == 0 and '1 images predicted, 1 already done' in out
+    assert decode_file(cut).ndim == 2
 
 
 def test_bad_images_are_reported_and_skipped(tmp_path, model):
