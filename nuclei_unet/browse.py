@@ -45,7 +45,7 @@ class Browser:
         self.measurements = read_measurements(self.out/'measurements'/f'{i}.csv')
         self.labels = decode_file(self.out/'labels'/f'{i}.png').astype(np.int32)
         record = json.loads((self.out/'records'/f'{i}.json').read_text()) if (self.out/'records'/f'{i}.json').exists() else {}
-        try: self.pixels = display_rgb8(read_raw(record['image'], self.settings.get('channel'), self.settings.get('z')).rgb)
+        try: self.pixels = display_rgb8(read_raw(record['image'], self.settings.get('channel'), self.settings.get('z'), frame=record.get('frame')).rgb)
         except (KeyError, NucleiError, OSError): self.pixels = np.zeros(self.labels.shape + (3,), np.uint8)   # the image moved: outlines on black
         n = max(1, len(self.measurements['label']))
         self.nucleus.max = self.slider.max = n

@@ -41,7 +41,7 @@ def _predictor(a, model: Path):
 def _check_planes(sample, channel, z):
     "Fail fast when the first image needs a --channel or --z choice it was not given (other faults are reported per image)."
     from nuclei_unet.data import read_raw
-    try: read_raw(sample.image, channel, z, lazy=have('dask', 'zarr'))
+    try: read_raw(sample.image, channel, z, lazy=have('dask', 'zarr'), frame=sample.frame)
     except NucleiError as e:
         if e.param in ('channel', 'z'): raise
 
@@ -245,7 +245,7 @@ def _measure(a) -> int:
     for s in samples:
         if s.id not in labels: failed.append(f'{s.image}: no label image {s.id}.* in {a.labels}'); continue
         try:
-            raw = read_raw(s.image, a.channel or 1, a.z)                # every channel is measured; which is nuclear does not matter here
+            raw = read_raw(s.image, a.channel or 1, a.z, frame=s.frame)              # every channel is measured; which is nuclear does not matter here
             nuclei = read_labels(labels[s.id], raw.pixels.shape)
             table = measure_nuclei(nuclei, raw.pixels, raw.channels, a.pixel_size or raw.pixel_size)
         except NucleiError as e: failed.append(str(e)); continue

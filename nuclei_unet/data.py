@@ -6,7 +6,7 @@
 from __future__ import annotations
 import hashlib, logging, os, struct, zlib
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -15,14 +15,14 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential
 
-from .core import NucleiError, cache_dir, native_stderr_silenced, need, write_image
+from .core import NucleiError, cache_dir, have, native_stderr_silenced, need, write_image
 
 # %% auto #0
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'DECODE_PIXELS', 'VENDOR_FORMATS', 'MAX_PIXELS',
            'MAX_LAZY_VALUES', 'LABEL_TAGS', 'as_rgb8', 'intensity_range', 'normalize_image', 'display_rgb8',
            'is_image_file', 'image_id', 'header_size', 'decode_file', 'RawImage', 'read_pixels', 'read_raw',
-           'read_image', 'masks_to_labels', 'read_labels', 'Sample', 'list_samples', 'cached_masks_to_labels',
-           'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
+           'frame_count', 'read_image', 'masks_to_labels', 'read_labels', 'Sample', 'list_samples',
+           'cached_masks_to_labels', 'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
@@ -279,8 +279,9 @@ def _project(path: Path, arr: np.ndarray, axis: int, z: int | str) -> np.ndarray
     if not str(z).isdigit() or not 1 <= int(z) <= n: raise NucleiError(f'{path}: --z {z}: choose max, mean or a plane 1..{n}', 'z')
     return np.take(arr, int(z) - 1, axis)
 
-def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None, lazy: bool = False) -> RawImage:
-    "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane; a choice missing or wrong raises a `NucleiError` whose `param` names it; `lazy`: pixels as a Dask array where the format allows."
+def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None, lazy: bool = False,
+             frame: int | None = None) -> RawImage:
+    "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane, `frame` a time point (1-based); a choice missing or wrong raises a `NucleiError` whose `param` names it; `lazy`: pixels as a Dask array where the format allows."
     path = Path(path)
     if path.suffix.lower() in VENDOR_FORMATS:
         raise NucleiError(f'{path}: {VENDOR_FORMATS[path.suffix.lower()]} files are not read directly; open it in Fiji (Bio-Formats) and save it as OME-TIFF, or convert it with bfconvert')
@@ -295,7 +296,8 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
         if z is not None and 'Z' not in axes: axes = axes.replace('Q', 'Z')
         elif channel is not None and 'C' not in axes: axes = axes.replace('Q', 'C')
         else: raise NucleiError(f'{where}: {arr.shape[axes.index("Q")]} planes of unknown meaning; say what they are with --z max|mean|N (a z-stack) or --channel N (channels)', 'z')
-    if 'T' in axes: raise NucleiError(f'{where}: a time series of {arr.shape[axes.index("T")]} frames; save the frames as separate images')
+    if 'T' in axes: arr, axes = _frame(where, arr, axes.index('T'), frame), axes.replace('T', '')
+    elif frame not in (None, 1): raise NucleiError(f'{where}: frame {frame}: it has no time axis', 'frame')
     if 'Z' in axes:
         if z is None: raise NucleiError(f'{where}: a z-stack of {arr.shape[axes.index("Z")]} planes; choose --z max, --z mean or --z N (1..{arr.shape[axes.index("Z")]})', 'z')
         arr, axes = _project(path, arr, axes.index('Z'), z), axes.replace('Z', '')
@@ -309,6 +311,25 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
     else: names = ('red', 'green', 'blue') if colour else names[:1] or ('c1',)
     pixels = arr.transpose([axes.index(a) for a in ('YXS' if colour else 'YXC')]) if colour or 'C' in axes else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
     return RawImage(pixels if lazy and not isinstance(pixels, np.ndarray) else np.ascontiguousarray(pixels), colour, names, size, nuclear)
+def _frame(where: str, arr: np.ndarray, axis: int, frame: int | None) -> np.ndarray:
+    "Time point `frame` (1-based) along `axis`; none chosen: a `NucleiError` saying how to choose."
+    n = arr.shape[axis]
+    if frame is None: raise NucleiError(f'{where}: a time series of {n} frames; read one with frame=1..{n} (nuclei_predict predicts each frame as <id>_t<k>)', 'frame')
+    if not 1 <= int(frame) <= n: raise NucleiError(f'{where}: frame {frame}: it has frames 1..{n}', 'frame')
+    return np.take(arr, int(frame) - 1, axis)
+
+def frame_count(path: str | os.PathLike) -> int:
+    "How many time points the image file at `path` holds (1 without a time axis), from its header alone; a file that cannot say: 1 (reading it will say why)."
+    path = Path(path)
+    try:
+        if path.suffix.lower() in ('.tif', '.tiff'):
+            import tifffile
+            with _quiet_decoders(), tifffile.TiffFile(path) as tif: shape, axes = tif.series[0].shape, tif.series[0].axes
+        elif path.suffix.lower() == '.zarr' and have('dask', 'zarr'): arr, axes, *_ = _read_zarr(path, lazy=True); shape = arr.shape
+        else: return 1
+    except Exception: return 1
+    return int(shape[axes.index('T')]) if 'T' in axes else 1
+
 
 # %% ../nbs/00_data.ipynb #c18b09d0
 def read_image(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None) -> np.ndarray:
@@ -359,6 +380,7 @@ class Sample:
     image: Path
     masks: tuple[Path, ...] | None = None      # Kaggle masks/ files; () an empty masks/ folder: no nuclei; None: no masks/ folder
     labels: Path | None = None
+    frame: int | None = None                   # a time point (1-based) of a time-series file; None: the file holds one image
 
     @property
     def has_truth(self) -> bool:
@@ -401,8 +423,13 @@ def _flat_samples(root: Path) -> list[Sample]:
     return _paired_samples(images, truth)
 
 # %% ../nbs/00_data.ipynb #ed46520e
+def _frames(s: Sample) -> list[Sample]:
+    "`s`, or one sample per time point (`<id>_t<k>`, k 1-based and zero-padded) when its file is a time series without truth."
+    n = 1 if s.has_truth else frame_count(s.image)
+    return [s] if n == 1 else [replace(s, id=f'{s.id}_t{k:0{len(str(n))}d}', frame=k) for k in range(1, n + 1)]
+
 def list_samples(root: str | os.PathLike) -> list[Sample]:
-    "Every sample in folder `root` (Kaggle, StarDist-style, paired or flat layout), sorted by id; nothing is decoded."
+    "Every sample in folder `root` (Kaggle, StarDist-style, paired or flat layout; each frame of a time series), sorted by id; nothing is decoded."
     root = Path(root)
     if not root.exists(): raise NucleiError(f'{root}: no such folder')
     if not root.is_dir(): raise NucleiError(f'{root}: not a folder')
@@ -415,7 +442,7 @@ def list_samples(root: str | os.PathLike) -> list[Sample]:
         samples = _paired_samples(_image_files(root/'images'), truth)
     else: samples = _flat_samples(root)
     if not samples: raise NucleiError(f'{root}: no images found (expected <id>/images/<id>.png, images/ or image files)')
-    return sorted(samples, key=lambda s: s.id)
+    return sorted((f for s in samples for f in _frames(s)), key=lambda s: s.id)
 
 # %% ../nbs/00_data.ipynb #e850e538
 def _labels_key(sample: Sample) -> str:
@@ -442,7 +469,7 @@ def cached_masks_to_labels(sample: Sample, shape: tuple) -> np.ndarray:
 # %% ../nbs/00_data.ipynb #6351eec9
 def read_sample(sample: Sample, channel: int | str | None = None, z: int | str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     "Decode one sample: image (H,W,3) in its file's dtype (`RawImage.rgb`; `channel`, `z` as `read_raw`) and int32 labels (H,W), or None where it has no truth."
-    image = read_raw(sample.image, channel, z).rgb
+    image = read_raw(sample.image, channel, z, frame=sample.frame).rgb
     return image, read_truth(sample, image.shape)
 
 def read_truth(sample: Sample, shape: tuple) -> np.ndarray | None:

@@ -333,17 +333,22 @@ def _write_outputs(s: Sample, raw: RawImage, truth: np.ndarray | None, r: Predic
     table = measure_nuclei(r.labels, raw.pixels, raw.channels, pixel_size or raw.pixel_size)
     write_measurements(table, out/'measurements'/f'{s.id}.csv')
     write_exports(r.labels, table, out, s.id, exports)
-    record = dict(id=s.id, image=str(s.image), nuclei=int(r.labels.max()), height=r.labels.shape[0], width=r.labels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
-                  median_area_px2=float(np.median(table['area_px2'])) if len(table['label']) else None,
-                  diameter=r.diameter, diameter_source=r.diameter_source, **ran)
-    with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
+    _write_record(s, raw, table, r, out, pixel_size, ran)
     for sub, arr in (('masks', (r.labels > 0).astype(np.uint8) * 255), ('labels', r.labels.astype(np.uint16))):
         write_image(out/sub/f'{s.id}.png', arr)
     return labels_to_rles(r.labels)
 
+def _write_record(s: Sample, raw: RawImage, table: dict, r, out: Path, pixel_size: float | None, ran: dict, **more) -> None:
+    "Write `records/<id>.json` for sample `s` (its file, frame, size, nuclei, diameter and the run's settings `ran`) from prediction `r`."
+    record = dict(id=s.id, image=str(s.image), **({'frame': s.frame} if s.frame else {}), nuclei=len(table['label']),
+                  height=raw.pixels.shape[0], width=raw.pixels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
+                  median_area_px2=float(np.median(table['area_px2'])) if len(table['label']) else None,
+                  diameter=r.diameter, diameter_source=r.diameter_source, **more, **ran)
+    with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
+
 def _read(s: Sample, channel: int | str | None, z: int | str | None, blockwise: int) -> tuple[RawImage, np.ndarray | None]:
     "One sample's pixels as stored and its true labels (or None); above `blockwise` pixels (with dask and zarr) the pixels stay a lazy Dask array."
-    raw = read_raw(s.image, channel, z, lazy=have('dask', 'zarr'))
+    raw = read_raw(s.image, channel, z, lazy=have('dask', 'zarr'), frame=s.frame)
     if raw.pixels.shape[0] * raw.pixels.shape[1] > blockwise and have('dask', 'zarr'): return raw, None
     if not isinstance(raw.pixels, np.ndarray): raw = replace(raw, pixels=np.ascontiguousarray(read_pixels(raw.pixels, scheduler='threads')))
     return raw, read_truth(s, raw.pixels.shape)
@@ -355,10 +360,7 @@ def _predict_blockwise(s: Sample, raw: RawImage, predictor: Predictor, out: Path
     r = predict_large(raw, out/'labels'/f'{s.id}.ome.zarr', predictor, diameter, pixel_size=pixel_size, block=block or BLOCK,
                       tiff=out/'labels'/f'{s.id}.tif' if tiff else None, progress=progress)
     write_measurements(r.table, out/'measurements'/f'{s.id}.csv')
-    record = dict(id=s.id, image=str(s.image), nuclei=r.nuclei, height=raw.pixels.shape[0], width=raw.pixels.shape[1], pixel_size_um=pixel_size or raw.pixel_size,
-                  median_area_px2=float(np.median(r.table['area_px2'])) if r.nuclei else None, diameter=r.diameter, diameter_source=r.diameter_source,
-                  blockwise=dict(blocks=r.blocks, block=block or BLOCK, cut=r.cut, seconds=round(r.seconds, 1)), **ran)
-    with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
+    _write_record(s, raw, r.table, r, out, pixel_size, ran, blockwise=dict(blocks=r.blocks, block=block or BLOCK, cut=r.cut, seconds=round(r.seconds, 1)))
 
 def failure_line(s: Sample, e: Exception) -> str:
     "The line reporting that sample `s` failed with `e`, naming its file once."

@@ -1,4 +1,6 @@
-"Real microscope files through nuclei_predict: z-stacks, channels, 16-bit with a hot pixel, OME-TIFF names."
+"Real microscope files through nuclei_predict: z-stacks, channels, 16-bit with a hot pixel, OME-TIFF names, time series."
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -75,3 +77,24 @@ def test_ome_tiff_by_channel_name_and_id(tmp_path, nuclei16):
     for k, name in enumerate(['GFP', 'DAPI']):
         for i in (1, labels.max()):
             assert table[f'mean_intensity_{name}'][i - 1] == pytest.approx(arr[k][labels == i].mean(), rel=1e-5)
+
+
+@needs_dsb
+def test_time_series_is_predicted_frame_by_frame(tmp_path, nuclei16):
+    "A 3-frame OME-TIFF movie: each frame is its own image `<id>_t<k>`, predicted as that frame alone would be, and measured."
+    frames = np.stack([nuclei16, np.zeros_like(nuclei16) + 100, nuclei16[::-1, ::-1]])
+    folder, out = tmp_path / 'movie_in', tmp_path / 'movie_out'
+    folder.mkdir()
+    tifffile.imwrite(folder / 'movie.ome.tif', frames, ome=True, metadata={'axes': 'TYX'})
+    tifffile.imwrite(folder / 'third.tif', frames[2])
+    assert [s.id for s in list_samples(folder)] == ['movie_t1', 'movie_t2', 'movie_t3', 'third']
+    code, stdout, err = run_script('nuclei_predict', '--data', folder, '--out', out, '--export', 'geojson')
+    assert code == 0, err
+    assert _labels(out, 'movie_t1').max() > 20 and _labels(out, 'movie_t2').max() == 0
+    np.testing.assert_array_equal(_labels(out, 'movie_t3'), _labels(out, 'third'))
+    record = json.loads((out / 'records' / 'movie_t3.json').read_text())
+    assert (record['image'].endswith('movie.ome.tif'), record['frame']) == (True, 3)
+    assert len(read_measurements(out / 'measurements' / 'movie_t1.csv')['label']) == _labels(out, 'movie_t1').max()
+    assert (out / 'geojson' / 'movie_t3.geojson').exists()
+    code, stdout, err = run_script('nuclei_predict', '--data', folder, '--out', out, '--export', 'geojson')
+    assert code == 0 and '0 images predicted, 4 already done' in stdout + err, (stdout, err)      # a rerun finds every frame done
