@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_bench.ipynb #a2b5b511
 from __future__ import annotations
-import os, resource, shutil, sys, tempfile, time
+import json, os, resource, shutil, subprocess, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -31,9 +31,9 @@ from .train import make_dataset, prepare_samples, split_samples
 
 # %% auto #0
 __all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'SCALE_FACTORS', 'LARGE_SIDES', 'LARGE_COLUMNS',
-           'bench_train', 'markdown_table', 'bench_predict', 'engine_cases', 'bench_pretrained', 'cpu_summary',
-           'gflop_per_megapixel', 'matmul_gflops', 'bench_ceiling', 'bench_stages', 'bench_scale', 'bench_large',
-           'bench_parser', 'main']
+           'OUTPUT_COLUMNS', 'bench_train', 'markdown_table', 'bench_predict', 'engine_cases', 'bench_pretrained',
+           'cpu_summary', 'gflop_per_megapixel', 'matmul_gflops', 'bench_ceiling', 'bench_stages', 'bench_scale',
+           'bench_large', 'bench_outputs', 'bench_parser', 'main']
 
 # %% ../nbs/90_bench.ipynb #aae3e89f
 def _images_per_s(model, make_input, steps: int, batch_size: int) -> float:
@@ -327,11 +327,39 @@ def bench_large(data: str | os.PathLike, sides=LARGE_SIDES, block: int | None = 
             shutil.rmtree(Path(tmp)/f'slide{side}.ome.zarr'); slide.unlink()
     return rows
 
+# %% ../nbs/90_bench.ipynb #c3d1e002
+def _run_measured(cmd: list[str], log: Path) -> tuple[int, float, float]:
+    "Run `cmd` with its output in `log`: (exit code, seconds, the child's peak RSS in MB)."
+    t = time.perf_counter()
+    with open(log, 'w') as f: pid = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT).pid
+    _, status, usage = os.wait4(pid, 0)
+    return os.waitstatus_to_exitcode(status), time.perf_counter() - t, usage.ru_maxrss / 1024
+
+OUTPUT_COLUMNS = {'side': lambda r: f"{r['side']:,}", 'megapixels': lambda r: f"{r['megapixels']:,.0f}", 'nuclei': lambda r: f"{r['nuclei']:,}",
+                  'minutes': lambda r: f"{r['seconds'] / 60:.1f}", 'outputs': lambda r: ', '.join(r['outputs']), 'peak RSS MB': lambda r: f"{r['peak_rss_mb']:,.0f}"}
+
+def bench_outputs(data: str | os.PathLike, side: int = 8192) -> dict:
+    "`nuclei_predict` of one slide of `side` px laid out from `data`'s crops, with every output, in a child process: time, nuclei, outputs and peak RSS, printed."
+    from nuclei_unet.large import slide_tiles, write_slide
+    with tempfile.TemporaryDirectory(dir=os.environ.get('NUCLEI_UNET_BENCH_TMP')) as tmp:
+        (Path(tmp)/'in').mkdir()
+        write_slide(Path(tmp)/'in'/'slide.tif', side, slide_tiles(data))
+        out = Path(tmp)/'out'
+        code, seconds, rss = _run_measured([sys.executable, '-c', 'import sys; from nuclei_unet.cli import predict; sys.exit(predict())',
+                                            '--data', str(Path(tmp)/'in'), '--out', str(out), '--tiff', '--figures', 'all', '--export', 'rois,geojson'], Path(tmp)/'log.txt')
+        if code: raise NucleiError(f'nuclei_predict failed (exit {code}): {(Path(tmp)/"log.txt").read_text()[-2000:]}')
+        outputs = sorted(f'{p.parent.name}/{p.name}' if p.parent != out else p.name for p in out.glob('**/slide*') if p.parent.suffix != '.zarr')
+        outputs += sorted(p.name for p in out.glob('*.csv'))
+        row = dict(side=side, megapixels=side * side / 1e6, nuclei=json.loads((out/'records'/'slide.json').read_text())['nuclei'],
+                   seconds=round(seconds, 1), outputs=outputs, peak_rss_mb=round(rss))
+    print(markdown_table([row], OUTPUT_COLUMNS), flush=True)
+    return row
+
 # %% ../nbs/90_bench.ipynb #f198cda8
 def bench_parser() -> CommandParser:
     "The arguments of `python -m nuclei_unet.bench`."
     p = CommandParser(prog='nuclei_unet.bench', description='Print benchmark figures.')
-    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'stages', 'scale', 'large'], help='what to measure')
+    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'stages', 'scale', 'large', 'outputs'], help='what to measure')
     p.add_argument('--data', type=Path, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
     p.add_argument('--sizes', type=int, nargs='+', default=[128, 256], help='train: crop sizes')
     p.add_argument('--rates', type=float, nargs='+', default=[0.5, 1.0], help='channel rates')
@@ -339,7 +367,7 @@ def bench_parser() -> CommandParser:
     p.add_argument('--large', type=int, help='predict, pretrained: side of the large image (0: none; default 8192 and 4096)')
     p.add_argument('--model', type=Path, help='scale: model file (default: the bundled model)')
     p.add_argument('--modes', default='auto,true,native', help='scale: diameter modes, comma-separated (default auto,true,native)')
-    p.add_argument('--sides', type=int, nargs='+', default=list(LARGE_SIDES), help='large: slide sides (px)')
+    p.add_argument('--sides', type=int, nargs='+', help=f'large: slide sides (px; default {", ".join(map(str, LARGE_SIDES))}); outputs: the side (default 8192)')
     p.add_argument('--block', type=int, help='large: block side (px; default large.BLOCK)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--steps', type=int, default=8)
@@ -356,7 +384,8 @@ def _bench(a) -> int:
         bench_ceiling(pretrained_path(), {(r['engine'], r['precision']): r['model_mp_s'] for r in rows if 'validation' in r['case']})
     elif a.what == 'ceiling': bench_ceiling(pretrained_path())
     elif a.what == 'stages': bench_stages(data, a.images or 67)
-    elif a.what == 'large': bench_large(data, a.sides, a.block)
+    elif a.what == 'large': bench_large(data, a.sides or LARGE_SIDES, a.block)
+    elif a.what == 'outputs': bench_outputs(data, (a.sides or [8192])[0])
     else: bench_scale(a.model or pretrained_path(), data, n_images=a.images, modes=a.modes.split(','))
     return 0
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json, os, zipfile
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -94,11 +95,15 @@ def _roi(label: int, shapes: list):
                              shape_roi_size=len(path), left=int(xy[:, 0].min()), top=int(xy[:, 1].min()),
                              right=int(xy[:, 0].max()), bottom=int(xy[:, 1].max()))
 
-def write_rois(labels: np.ndarray, path: str | os.PathLike) -> Path:
-    "An ImageJ/Fiji ROI set (`.zip`, one ROI per nucleus of int `labels`, named by label), written atomically."
+def _nuclei(labels) -> Iterable[tuple[int, list]]:
+    "(label, shapes) pairs of int `labels` (H,W) by `nucleus_polygons`, or `labels` itself when it already is such pairs."
+    return nucleus_polygons(labels).items() if isinstance(labels, np.ndarray) else labels
+
+def write_rois(labels: np.ndarray | Iterable[tuple[int, list]], path: str | os.PathLike) -> Path:
+    "An ImageJ/Fiji ROI set (`.zip`, one ROI per nucleus of int `labels`, or of (label, shapes) pairs, named by label), written atomically."
     path = Path(path)
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
-        for label, shapes in nucleus_polygons(labels).items(): z.writestr(f'{label:06d}.roi', _roi(label, shapes).tobytes())
+        for label, shapes in _nuclei(labels): z.writestr(f'{label:06d}.roi', _roi(label, shapes).tobytes())
     return path
 
 # %% ../nbs/10a_export.ipynb #262a8ef5
@@ -113,18 +118,19 @@ def _ring(ring: np.ndarray) -> list:
     "A closed GeoJSON ring: [[x, y], ...], its first vertex repeated last."
     return [[int(x), int(y)] for x, y in ring] + [[int(ring[0][0]), int(ring[0][1])]]
 
-def write_geojson(labels: np.ndarray, path: str | os.PathLike, table: dict | None = None) -> Path:
-    "A GeoJSON FeatureCollection of the nuclei of int `labels`, one detection per nucleus with its `table` row (see `measure_nuclei`) as measurements, written atomically."
+def write_geojson(labels: np.ndarray | Iterable[tuple[int, list]], path: str | os.PathLike, table: dict | None = None) -> Path:
+    "A GeoJSON FeatureCollection of the nuclei of int `labels` (or of (label, shapes) pairs), one detection per nucleus with its `table` row (see `measure_nuclei`) as measurements, written a feature at a time, atomically."
     rows = {int(l): k for k, l in enumerate(table['label'])} if table is not None else {}
-    features = []
-    for label, shapes in nucleus_polygons(labels).items():
-        polygons = [[_ring(o)] + [_ring(h) for h in holes] for o, holes in shapes]
-        geometry = {'type': 'Polygon', 'coordinates': polygons[0]} if len(polygons) == 1 else {'type': 'MultiPolygon', 'coordinates': polygons}
-        k = rows.get(label)
-        measurements = {c: _json_value(v[k]) for c, v in table.items() if c != 'label'} if k is not None else {}
-        features.append({'type': 'Feature', 'id': f'nucleus-{label}', 'geometry': geometry,
-                         'properties': {'objectType': 'detection', 'name': f'nucleus {label}', 'label': label, 'measurements': measurements}})
-    with atomic_path(Path(path)) as tmp: tmp.write_text(json.dumps({'type': 'FeatureCollection', 'features': features}))
+    with atomic_path(Path(path)) as tmp, open(tmp, 'w') as f:
+        f.write('{"type": "FeatureCollection", "features": [')
+        for n, (label, shapes) in enumerate(_nuclei(labels)):
+            polygons = [[_ring(o)] + [_ring(h) for h in holes] for o, holes in shapes]
+            geometry = {'type': 'Polygon', 'coordinates': polygons[0]} if len(polygons) == 1 else {'type': 'MultiPolygon', 'coordinates': polygons}
+            k = rows.get(label)
+            measurements = {c: _json_value(v[k]) for c, v in table.items() if c != 'label'} if k is not None else {}
+            f.write((', ' if n else '') + json.dumps({'type': 'Feature', 'id': f'nucleus-{label}', 'geometry': geometry,
+                    'properties': {'objectType': 'detection', 'name': f'nucleus {label}', 'label': label, 'measurements': measurements}}))
+        f.write(']}')
     return Path(path)
 
 # %% ../nbs/10a_export.ipynb #9acbe4e9
@@ -137,7 +143,9 @@ def check_exports(text: str | None) -> tuple[str, ...]:
     if unknown: raise bad_value('export', text, f'unknown format {unknown[0]!r}; choose from {", ".join(EXPORTS)}, comma-separated')
     return names
 
-def write_exports(labels: np.ndarray, table: dict | None, out: Path, image_id: str, exports: tuple[str, ...]):
-    "Write the `exports` of one image's `labels` into `out/rois/<id>.zip`, `out/geojson/<id>.geojson`."
-    if 'rois' in exports: write_rois(labels, out/'rois'/f'{image_id}.zip')
-    if 'geojson' in exports: write_geojson(labels, out/'geojson'/f'{image_id}.geojson', table)
+def write_exports(labels: np.ndarray | Callable[[], Iterable[tuple[int, list]]], table: dict | None, out: Path, image_id: str,
+                  exports: tuple[str, ...]):
+    "Write the `exports` of one image's `labels` into `out/rois/<id>.zip`, `out/geojson/<id>.geojson`; for an image too large to hold, `labels` is a function giving its (label, shapes) pairs, called once per format."
+    def nuclei(): return labels if isinstance(labels, np.ndarray) else labels()
+    if 'rois' in exports: write_rois(nuclei(), out/'rois'/f'{image_id}.zip')
+    if 'geojson' in exports: write_geojson(nuclei(), out/'geojson'/f'{image_id}.geojson', table)

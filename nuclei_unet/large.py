@@ -6,21 +6,24 @@
 from __future__ import annotations
 import json, os, shutil, time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from .core import NucleiError, atomic_path, bad_value, ensure_dir, need, progress_bar
 from .config import usable_diameter
-from .data import SUBSAMPLE, RawImage, intensity_range, read_pixels, read_raw
+from .data import SUBSAMPLE, RawImage, display_rgb8, intensity_range, read_pixels, read_raw
+from .export import nucleus_polygons
 from .instances import _components
 from .measure import measure_nuclei
 from .predict import Predictor, load_pretrained, probability_rows
 
 # %% auto #0
 __all__ = ['BLOCK', 'BLOCKWISE_PIXELS', 'MARGIN_DIAMETERS', 'CROPS', 'CROP_SIDE', 'PROB_CHUNKS', 'BlockGrid', 'plan_image',
-           'LargeResult', 'check_block', 'predict_large', 'slide_tiles', 'write_slide']
+           'write_tiff', 'LargeResult', 'check_block', 'predict_large', 'slide_tiles', 'write_slide', 'nucleus_pairs',
+           'overview']
 
 # %% ../nbs/11_large.ipynb #ee59de54
 BLOCK = 2048                   # side of a block's core, px of the image: the memory a run needs grows with its square
@@ -127,17 +130,18 @@ def _replace_folder(tmp: Path, path: Path):
     if path.exists(): shutil.rmtree(path)
     os.replace(tmp, path)
 
-def _write_tiff(labels, path: Path, tile: int = 512):
-    "Labels (H,W) (a Zarr array) as a tiled, Deflate-compressed BigTIFF, a band of tiles at a time, atomically."
+def write_tiff(labels, path: Path, tile: int = 512, mask: bool = False):
+    "Labels (H,W) (a Zarr array) as a tiled, Deflate-compressed BigTIFF, a band of tiles at a time, atomically; `mask`: 255 where a nucleus is, as uint8."
     import tifffile
     H, W = labels.shape
     def tiles():
         for y in range(0, H, tile):
             band = np.asarray(labels[y:y + tile])
+            if mask: band = (band > 0).astype(np.uint8) * np.uint8(255)
             band = np.pad(band, [(0, tile - band.shape[0]), (0, -W % tile)])
             for x in range(0, band.shape[1], tile): yield band[:, x:x + tile]
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, tiles(), shape=(H, W), dtype=labels.dtype, tile=(tile, tile), compression='zlib', bigtiff=True)
+        tifffile.imwrite(tmp, tiles(), shape=(H, W), dtype=np.uint8 if mask else labels.dtype, tile=(tile, tile), compression='zlib', bigtiff=True)
 
 # %% ../nbs/11_large.ipynb #04abec1b
 @dataclass(frozen=True)
@@ -265,7 +269,7 @@ def _labels_stage(anchors_z, grid, work, out: Path, tiff: Path | None, pixel_siz
         y0, y1, x0, x1 = grid.core(k)
         a = np.asarray(anchors_z[y0:y1, x0:x1])
         labels[y0:y1, x0:x1] = np.where(a > 0, np.searchsorted(ids, a) + 1, 0).astype(dtype)
-    if tiff is not None: _write_tiff(labels, tiff)
+    if tiff is not None: write_tiff(labels, tiff)
     _replace_folder(tmp, out)
     return table, len(ids), cut
 
@@ -316,3 +320,23 @@ def write_slide(path: str | os.PathLike, side: int, tiles: list[np.ndarray]) -> 
         import tifffile
         tifffile.imwrite(path, (tile(i, j) for i in range(n) for j in range(n)), shape=(side, side), dtype=np.uint8, tile=(t, t), compression='zlib', bigtiff=True)
     return path
+
+# %% ../nbs/11_large.ipynb #b7e1a002
+def nucleus_pairs(labels, table: dict, block: int = BLOCK) -> Iterator[tuple[int, list]]:
+    "(label, shapes) pairs (as `export.nucleus_polygons` gives them) of labels (H,W) too large to hold (a Zarr array), a block at a time, in label order within each block; `table`: their measurements (bounding boxes, px)."
+    grid = BlockGrid(*labels.shape, block)
+    top, left, bottom, right = (np.asarray(table[f'bbox_{k}_px'], np.int64) for k in ('min_row', 'min_col', 'max_row', 'max_col'))
+    for k in range(len(grid)):
+        y0, y1, x0, x1 = grid.core(k)
+        mine = np.flatnonzero((top >= y0) & (top < y1) & (left >= x0) & (left < x1))
+        if not len(mine): continue
+        window = np.asarray(labels[y0:bottom[mine].max(), x0:right[mine].max()])
+        window = np.where(np.isin(window, np.asarray(table['label'])[mine]), window, 0)
+        for label, shapes in nucleus_polygons(window).items():
+            yield label, [(o + (x0, y0), [h + (x0, y0) for h in holes]) for o, holes in shapes]
+
+def overview(raw: RawImage, labels, side: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    "An RGB uint8 view of a large image and its labels (a Zarr array), both shrunk by one whole step so that the longer side is at most `side` px."
+    step = max(1, -(-max(labels.shape) // side))
+    pixels = read_pixels(raw.pixels[::step, ::step], scheduler='threads')
+    return display_rgb8(replace(raw, pixels=pixels).rgb), np.asarray(labels[::step, ::step])

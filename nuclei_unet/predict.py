@@ -354,11 +354,14 @@ def _read(s: Sample, channel: int | str | None, z: int | str | None, blockwise: 
     return raw, read_truth(s, raw.pixels.shape)
 
 def _predict_blockwise(s: Sample, raw: RawImage, predictor: Predictor, out: Path, diameter: float | None, ran: dict,
-                       pixel_size: float | None, block: int | None, tiff: bool, progress: bool | None):
-    "One image too large for memory: `large.predict_large` into `labels/<id>.ome.zarr` [and `.tif`], then its measurements and record (last: they mark it done)."
-    from nuclei_unet.large import BLOCK, predict_large
+                       pixel_size: float | None, block: int | None, tiff: bool, progress: bool | None, draw: bool = False, exports: tuple = ()):
+    "One image too large for memory: `large.predict_large` into `labels/<id>.ome.zarr` [and `.tif`], its mask (tiled TIFF), [figure of an overview,] `exports`, then its measurements and record (last: they mark it done)."
+    from nuclei_unet.large import BLOCK, nucleus_pairs, overview, predict_large, write_tiff
     r = predict_large(raw, out/'labels'/f'{s.id}.ome.zarr', predictor, diameter, pixel_size=pixel_size, block=block or BLOCK,
                       tiff=out/'labels'/f'{s.id}.tif' if tiff else None, progress=progress)
+    write_tiff(r.labels, out/'masks'/f'{s.id}.tif', mask=True)
+    if draw: write_image(out/'figures'/f'{s.id}.png', prediction_figure(s.id, *overview(raw, r.labels))[..., ::-1])
+    write_exports(lambda: nucleus_pairs(r.labels, r.table, block or BLOCK), r.table, out, s.id, exports)
     write_measurements(r.table, out/'measurements'/f'{s.id}.csv')
     _write_record(s, raw, r.table, r, out, pixel_size, ran, blockwise=dict(blocks=r.blocks, block=block or BLOCK, cut=r.cut, seconds=round(r.seconds, 1)))
 
@@ -377,7 +380,7 @@ def _predict_image(s: Sample, predictor: Predictor, out: Path, diameter, draw: b
     "Read, predict and write one image, without reading ahead (as a cluster's worker does): its RLEs, or None when it was done block by block."
     raw, truth = _read(s, channel, z, blockwise)
     if not isinstance(raw.pixels, np.ndarray):
-        return _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, False)
+        return _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, False, draw, exports)
     return _write_outputs(s, raw, truth, _predicted(predictor, raw, diameter), out, draw, predictor.engine.describe(), pixel_size, exports)
 
 def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
@@ -445,7 +448,7 @@ def _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pi
             try:
                 raw, truth = read.result()
                 if not isinstance(raw.pixels, np.ndarray):
-                    _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, progress)
+                    _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, progress, s.id in draw, exports)
                     large.add(s.id); continue
                 r = _predicted(predictor, raw, diameter)
             except NucleiError as e:

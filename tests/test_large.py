@@ -3,7 +3,9 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -94,7 +96,7 @@ def test_nuclei_predict_takes_large_images_blockwise(slide, tmp_path):
     tifffile.imwrite(data / 'slide.tif', tifffile.imread(slide)[:512, :512], tile=(128, 128), compression='zlib')
     tifffile.imwrite(data / 'small.tif', tifffile.imread(slide)[256:512, 256:512])
     out = tmp_path / 'out'
-    args = ['--data', data, '--out', out, '--diameter', DIAMETER, '--blockwise', 0.2, '--block', 128, '--tiff', '--figures', 'none']
+    args = ['--data', data, '--out', out, '--diameter', DIAMETER, '--blockwise', 0.2, '--block', 128, '--tiff', '--figures', 'all', '--export', 'rois,geojson']
     code, stdout, err = run_script('nuclei_predict', *args)
     assert code == 0, err
     assert '2 images predicted' in stdout
@@ -106,5 +108,10 @@ def test_nuclei_predict_takes_large_images_blockwise(slide, tmp_path):
     record = __import__('json').loads((out / 'records' / 'slide.json').read_text())
     assert record['blockwise']['blocks'] == 16 and record['nuclei'] == labels.max()
     assert {r.split(',')[0] for r in (out / 'submission.csv').read_text().splitlines()[1:]} == {'small'}
+    np.testing.assert_array_equal(tifffile.imread(out / 'masks' / 'slide.tif'), (labels > 0) * 255)     # every output, as for a small image
+    features = __import__('json').loads((out / 'geojson' / 'slide.geojson').read_text())['features']
+    assert sorted(f['properties']['label'] for f in features) == list(range(1, labels.max() + 1))
+    assert len(zipfile.ZipFile(out / 'rois' / 'slide.zip').namelist()) == labels.max()
+    assert cv2.imread(str(out / 'figures' / 'slide.png')).shape[1] > 256
     code, stdout, err = run_script('nuclei_predict', *args)
     assert code == 0 and '0 images predicted, 2 already done' in stdout, (stdout, err)
