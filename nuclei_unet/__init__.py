@@ -20,11 +20,12 @@ Modules, in the order data flows through them:
 - `data`: finding samples in a folder, reading microscope files and label images, intensities for the network
 - `synthetic`: synthetic nuclei images with exact masks, the default data
 - `eda`: statistics and figures of a dataset
+- `transforms`: training targets, random crops at the network's scale, augmentations (numpy)
 - `config`: `UNetConfig` and the settings stored in model files (no TensorFlow)
-- `model`: the U-Net, training targets, saving and loading, the graph for inference
+- `model`: the U-Net, saving and loading, the graph for inference
 - `metrics`: pixel Dice/IoU and the DSB2018 instance metric (numpy)
 - `losses`: the Keras Dice metric and BCE + Dice loss
-- `train`: crops at the network's scale, augmentation, the resumable training loop
+- `train`: the validation split, the stream of crops, the resumable training loop
 - `engine`: the network for inference: OpenVINO (converted once, cached) or Keras
 - `predict`: tiled prediction at the network's scale, the automatic diameter, `Predictor`, folders
 - `instances`: nuclei from probabilities (watershed), nucleus diameter, Kaggle run-length encoding

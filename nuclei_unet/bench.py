@@ -116,7 +116,7 @@ def _tiled(a: np.ndarray, side: int) -> np.ndarray:
 def _measure_large(model_path: str, side: int, engine: str = 'openvino', precision: str | None = None) -> dict:
     "In a fresh process: megapixels/s on one side x side image, model alone and with instances, and peak RSS."
     from scipy import ndimage as ndi
-    from nuclei_unet.model import make_targets
+    from nuclei_unet.transforms import make_targets
     from nuclei_unet.synthetic import synthetic_sample
     predictor = Predictor(model_path, engine=engine, precision=precision)
     tile, truth, _ = synthetic_sample(0)

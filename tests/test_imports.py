@@ -1,4 +1,4 @@
-"The numpy core (data, metrics, instances, evaluate, eda, synthetic, the engine and prediction) works without loading TensorFlow."
+"The numpy core (data, transforms, metrics, instances, evaluate, eda, synthetic, the engine and prediction) works without loading TensorFlow."
 import subprocess
 import sys
 
@@ -8,7 +8,7 @@ import pytest
 
 from nuclei_unet.synthetic import make_synthetic
 
-NUMPY_CORE = ['core', 'config', 'data', 'synthetic', 'eda', 'metrics', 'instances', 'evaluate', 'engine', 'predict', 'cli']
+NUMPY_CORE = ['core', 'config', 'data', 'synthetic', 'eda', 'transforms', 'metrics', 'instances', 'evaluate', 'engine', 'predict', 'cli']
 
 
 def _without_tensorflow(code: str):
