@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from .config import UNetConfig, pretrained_path, read_model_config, read_model_info, usable_diameter
 from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
@@ -30,7 +30,8 @@ from .metrics import dice, dsb_score
 __all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'FIGURE_SIDE', 'SUMMARY_COLUMNS', 'FIGURES',
            'SOME_FIGURES', 'OUTPUTS', 'BLOCKWISE', 'probability_rows', 'predict_probabilities', 'Prediction',
            'Predictor', 'load_pretrained', 'prediction_figure', 'plot_prediction', 'write_submission', 'write_summary',
-           'figure_ids', 'run_settings', 'claim_folder', 'folder_lock', 'failure_line', 'predict_folder']
+           'figure_ids', 'run_settings', 'claim_folder', 'folder_lock', 'failure_line', 'FolderResult',
+           'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
@@ -405,17 +406,23 @@ def _is_done(out: Path, i: str) -> bool:
     "Whether image `i` has its outputs in `out`: a complete labels PNG, or the record written after blockwise labels."
     return _complete_png(out/'labels'/f'{i}.png') or ((out/'labels'/f'{i}.ome.zarr').exists() and (out/'records'/f'{i}.json').exists())
 
+class FolderResult(NamedTuple):
+    "What `predict_folder` did (a tuple too: `done, kept, failed = ...`)."
+    done: list[str]                # ids of the images with outputs in the folder, this run's and earlier ones
+    kept: int                      # how many of them an earlier run had done
+    failed: list[str]              # one line per image that could not be predicted
+
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
                    channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None,
-                   blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None, exports: Sequence[str] = ()) -> tuple[list[str], int, list[str]]:
-    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`; `exports` of `export.EXPORTS`): (ids with outputs, how many were already done, errors)."
+                   blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None, exports: Sequence[str] = ()) -> FolderResult:
+    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`; `exports` of `export.EXPORTS`): a `FolderResult`."
     draw = figure_ids([s.id for s in samples], figures)
     with folder_lock(ensure_dir(out)):
         claim_folder(out, run_settings(predictor, diameter, channel, z, pixel_size), overwrite)
         return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client, check_exports(','.join(exports)))
 
-def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client, exports) -> tuple[list[str], int, list[str]]:
+def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client, exports) -> FolderResult:
     "The body of `predict_folder`, with the folder locked and claimed."
     for d in ('masks', 'labels', 'figures', 'records', 'measurements', *exports): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
@@ -431,7 +438,7 @@ def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, 
         write_submission([i for i in done if (out/'labels'/f'{i}.png').exists()], out/'labels', out/'submission.csv', rles)
         write_summary(done, out/'records', out/'summary.csv')
         combine_measurements([i for i in done if (out/'measurements'/f'{i}.csv').exists()], out/'measurements', out/'measurements.csv')
-    return done, len(samples) - len(todo), failed
+    return FolderResult(done, len(samples) - len(todo), failed)
 
 def _export_earlier(out: Path, ids: Sequence[str], exports: tuple):
     "Write the `exports` that images predicted by an earlier run lack, from their labels and measurements."
