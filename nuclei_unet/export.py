@@ -15,7 +15,7 @@ from .core import atomic_path, bad_value
 
 # %% auto #0
 __all__ = ['EXPORTS', 'pixel_rings', 'ring_area', 'nucleus_polygons', 'polygon_mask', 'write_rois', 'write_geojson',
-           'check_exports', 'write_exports']
+           'export_path', 'check_exports', 'write_exports']
 
 # %% ../nbs/10a_export.ipynb #c54f5463
 _SIDES = {(-1, 0): ((0, 0), (1, 0)), (0, 1): ((1, 0), (1, 1)), (1, 0): ((1, 1), (0, 1)), (0, -1): ((0, 1), (0, 0))}   # (dy, dx) of the neighbour: the edge's corners
@@ -135,6 +135,11 @@ def write_geojson(labels: np.ndarray | Iterable[tuple[int, list]], path: str | o
 
 # %% ../nbs/10a_export.ipynb #9acbe4e9
 EXPORTS = ('rois', 'geojson')
+_SUFFIXES = {'rois': 'zip', 'geojson': 'geojson'}
+
+def export_path(out: Path, kind: str, image_id: str) -> Path:
+    "Where export `kind` (of `EXPORTS`) of image `image_id` goes in folder `out`: `out/rois/<id>.zip`, `out/geojson/<id>.geojson`."
+    return Path(out)/kind/f'{image_id}.{_SUFFIXES[kind]}'
 
 def check_exports(text: str | None) -> tuple[str, ...]:
     "The export formats named in comma-separated `text` (of `EXPORTS`), or a `NucleiError` about `export`."
@@ -147,5 +152,5 @@ def write_exports(labels: np.ndarray | Callable[[], Iterable[tuple[int, list]]],
                   exports: tuple[str, ...]):
     "Write the `exports` of one image's `labels` into `out/rois/<id>.zip`, `out/geojson/<id>.geojson`; for an image too large to hold, `labels` is a function giving its (label, shapes) pairs, called once per format."
     def nuclei(): return labels if isinstance(labels, np.ndarray) else labels()
-    if 'rois' in exports: write_rois(nuclei(), out/'rois'/f'{image_id}.zip')
-    if 'geojson' in exports: write_geojson(nuclei(), out/'geojson'/f'{image_id}.geojson', table)
+    if 'rois' in exports: write_rois(nuclei(), export_path(out, 'rois', image_id))
+    if 'geojson' in exports: write_geojson(nuclei(), export_path(out, 'geojson', image_id), table)

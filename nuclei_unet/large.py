@@ -16,7 +16,7 @@ from .core import NucleiError, atomic_path, bad_value, ensure_dir, need, progres
 from .config import usable_diameter
 from .data import SUBSAMPLE, RawImage, display_rgb8, intensity_range, read_pixels, read_raw
 from .export import nucleus_polygons
-from .instances import _components
+from .instances import mask_components
 from .measure import measure_nuclei
 from .predict import Predictor, load_pretrained, probability_rows
 
@@ -64,7 +64,7 @@ def _block_nuclei(prob: np.ndarray, window: tuple, core: tuple, shape: tuple, pr
     first = first[ids > 0]
     fy, fx = np.divmod(first, x1 - x0)
     gy, gx = fy + y0, fx + x0
-    blobs = _components(prob[..., 0] > params.foreground)
+    blobs = mask_components(prob[..., 0] > params.foreground)
     inner = [blobs[0] if y0 > 0 else (), blobs[-1] if y1 < H else (), blobs[:, 0] if x0 > 0 else (), blobs[:, -1] if x1 < W else ()]
     reaching = np.setdiff1d(np.concatenate([np.ravel(e) for e in inner]).astype(np.int64), [0])   # blobs past the window's inner edges
     anchors = (gy.astype(np.uint64) * np.uint64(W) + gx.astype(np.uint64)) + np.uint64(1)

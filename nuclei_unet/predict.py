@@ -22,7 +22,7 @@ from .data import RawImage, Sample, decode_file, display_rgb8, intensity_range, 
 from .eda import outline
 from .engine import load_engine
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels, resize_labels
-from .export import check_exports, write_exports
+from .export import check_exports, export_path, write_exports
 from .measure import combine_measurements, measure_nuclei, read_measurements, write_measurements
 from .metrics import dice, dsb_score
 
@@ -370,9 +370,10 @@ def failure_line(s: Sample, e: Exception) -> str:
     "The line reporting that sample `s` failed with `e`, naming its file once."
     return f'{s.image}: {e}' if str(s.image) not in str(e) else str(e)
 
-def _predicted(predictor: Predictor, raw: RawImage, diameter: float | None) -> Prediction:
-    "`predictor.predict` of one image read whole, its nuclei checked to fit a 16-bit label image."
+def _predicted(s: Sample, predictor: Predictor, raw: RawImage, diameter: float | None) -> Prediction:
+    "`predictor.predict` of sample `s`'s image read whole, its nuclei checked to fit a 16-bit label image (a diameter that could not be estimated is said)."
     r = predictor.predict(raw.rgb, diameter)
+    if r.diameter_source == 'model': print(f'{s.id}: no nuclei found to estimate the diameter; used the model\'s {r.diameter:g} px', file=sys.stderr)
     if r.labels.max() >= 2**16: raise NucleiError(f'{r.labels.max():,} nuclei found, more than a 16-bit label image holds; predict it block by block (--blockwise)')
     return r
 
@@ -382,7 +383,7 @@ def _predict_image(s: Sample, predictor: Predictor, out: Path, diameter, draw: b
     raw, truth = _read(s, channel, z, blockwise)
     if not isinstance(raw.pixels, np.ndarray):
         return _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, False, draw, exports)
-    return _write_outputs(s, raw, truth, _predicted(predictor, raw, diameter), out, draw, predictor.engine.describe(), pixel_size, exports)
+    return _write_outputs(s, raw, truth, _predicted(s, predictor, raw, diameter), out, draw, predictor.engine.describe(), pixel_size, exports)
 
 def _ahead(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, n: int = 2):
     "Yield (item, future of `fn(item)`) in order, keeping the next `n` calls already submitted to `pool`."
@@ -443,7 +444,7 @@ def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, 
 def _export_earlier(out: Path, ids: Sequence[str], exports: tuple):
     "Write the `exports` that images predicted by an earlier run lack, from their labels and measurements."
     for i in ids:
-        missing = tuple(e for e in exports if not (out/e/f'{i}.{"zip" if e == "rois" else e}').exists())
+        missing = tuple(e for e in exports if not export_path(out, e, i).exists())
         if missing and (out/'labels'/f'{i}.png').exists():
             write_exports(decode_file(out/'labels'/f'{i}.png').astype(np.int32), read_measurements(out/'measurements'/f'{i}.csv'), out, i, missing)
 
@@ -457,10 +458,9 @@ def _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pi
                 if not isinstance(raw.pixels, np.ndarray):
                     _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, progress, s.id in draw, exports)
                     large.add(s.id); continue
-                r = _predicted(predictor, raw, diameter)
+                r = _predicted(s, predictor, raw, diameter)
             except NucleiError as e:
                 failed.append(failure_line(s, e)); continue
-            if r.diameter_source == 'model': print(f'{s.id}: no nuclei found to estimate the diameter; used the model\'s {r.diameter:g} px', file=sys.stderr)
             writes.append((s.id, writer.submit(_write_outputs, s, raw, truth, r, out, s.id in draw, predictor.engine.describe(), pixel_size, exports)))
             while len(writes) > 2: i, f = writes.popleft(); rles[i] = f.result()        # at most two images wait to be written
         for i, f in writes: rles[i] = f.result()
