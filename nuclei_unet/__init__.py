@@ -21,7 +21,7 @@ Modules, in the order data flows through them:
 - `synthetic`: synthetic nuclei images with exact masks, the default data
 - `eda`: statistics and figures of a dataset
 - `transforms`: training targets, random crops at the network's scale, augmentations (numpy)
-- `config`: `UNetConfig` and the settings stored in model files (no TensorFlow)
+- `config`: `UNetConfig` and what model files record, by name (`ModelInfo`; no TensorFlow)
 - `model`: the U-Net, saving and loading, the graph for inference
 - `metrics`: pixel Dice/IoU and the DSB2018 instance metric (numpy)
 - `losses`: the Keras Dice metric and BCE + Dice loss

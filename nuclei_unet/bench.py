@@ -24,7 +24,7 @@ from .engine import default_threads, openvino_model
 from .predict import Predictor, predict_folder, predict_probabilities
 from .losses import bce_dice_loss, dice_coef
 from .metrics import dsb_score
-from .config import UNetConfig, pretrained_path, read_model_info
+from .config import UNetConfig, model_info, pretrained_path
 from .model import build_unet, save_model
 from .synthetic import default_data
 from .train import make_dataset, prepare_samples, split_samples
@@ -162,8 +162,8 @@ def engine_cases() -> list[tuple[str, str]]:
 
 def bench_pretrained(data: str | os.PathLike, n_images: int | None = None, large: int | None = 4096, tta: bool = False) -> list[dict]:
     "For each engine, in fresh processes: the bundled model on its validation images (all, or the first `n_images`) and on one `large` image."
-    ids = [s.id for s in validation_samples(list_samples(data), read_model_info(pretrained_path()))][:n_images]
-    rate, rows = read_model_info(pretrained_path())['config']['channel_rate'], []
+    ids = [s.id for s in validation_samples(list_samples(data), model_info(pretrained_path()))][:n_images]
+    rate, rows = model_info(pretrained_path()).config.channel_rate, []
     for engine, precision in engine_cases():
         rows.append({'case': f"{len(ids)} validation images{', TTA' if tta else ''}", 'channel_rate': rate,
                      **_in_fresh_process(_measure_folder, str(pretrained_path()), str(data), ids, tta, engine, precision)})

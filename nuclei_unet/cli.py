@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, sys, time
 from pathlib import Path
 
-from .config import AUGMENTATIONS, UNetConfig, check_run, init_config, pretrained_path, read_model_config, read_model_info, usable_diameter
+from .config import AUGMENTATIONS, UNetConfig, check_run, init_config, model_info, pretrained_path, read_model_config, usable_diameter
 from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, have, positive_number, run_command
 from .data import list_samples
 from .engine import ENGINES, PRECISIONS, check_engine
@@ -204,7 +204,7 @@ def _evaluate(a) -> int:
     if a.pred is None:
         model = a.model or pretrained_path()
         usable_diameter(read_model_config(model), a.diameter, model)
-        if a.val: samples = validation_samples(samples, read_model_info(model), str(model))
+        if a.val: samples = validation_samples(samples, model_info(model), str(model))
         predictor = _predictor(a, model)
         predict = lambda image: predictor.predict(image, a.diameter).labels
     rows = evaluate_samples(samples, predict=predict, pred_dir=a.pred)

@@ -5,14 +5,15 @@
 # %% ../nbs/02a_config.ipynb #aa7becae
 from __future__ import annotations
 import importlib.resources, json, os, zipfile
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .core import NucleiError, bad_value
 
 # %% auto #0
 __all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED', 'UNetConfig',
-           'read_model_info', 'read_model_config', 'usable_diameter', 'check_run', 'init_config', 'pretrained_path']
+           'read_model_info', 'read_model_config', 'usable_diameter', 'ModelInfo', 'model_info', 'check_run',
+           'init_config', 'pretrained_path']
 
 # %% ../nbs/02a_config.ipynb #fb46a65b
 SIZES = (64, 128, 256, 512)
@@ -95,6 +96,42 @@ def usable_diameter(cfg: UNetConfig, diameter: float | None, model: str | os.Pat
     if cfg.diameter is None: raise NucleiError(f'{model}: this model records no diameter (it works at native scale); leave out --diameter')
     if not diameter > 0: raise bad_value('diameter', float(diameter), 'must be a positive number of pixels')
     return float(diameter)
+
+# %% ../nbs/02a_config.ipynb #e4f1a002
+@dataclass(frozen=True)
+class ModelInfo:
+    "What a model file records besides its weights, by name (`model_info` reads it)."
+    config: UNetConfig
+    instances: dict | None = None          # instance thresholds tuned without TTA (`InstanceParams` fields); None: the defaults
+    tta_instances: dict | None = None      # the thresholds tuned with test-time augmentation
+    validation: dict | None = None         # scores on its validation images (`nuclei_evaluate --val`), overall and per modality
+    tta_validation: dict | None = None     # the same with TTA
+    run: dict = field(default_factory=dict)  # the training run: data, epochs, batch_size, lr, seed, val_ids, init, ...
+    training: dict | None = None           # notes on how a bundled model was trained (command, epochs, hardware)
+    epoch: int | None = None               # the epoch kept (0-based), by validation loss
+    val_loss: float | None = None
+    val_dice: float | None = None
+    other: dict = field(default_factory=dict)  # every other key (training history of last.keras, notes)
+
+    @property
+    def val_ids(self) -> list[str]:
+        "The ids of the images the model was validated on (held out of its training)."
+        return list(self.run.get('val_ids', []))
+
+    def thresholds(self, tta: bool = False) -> dict:
+        "The instance thresholds tuned for prediction with (or without) TTA: those without TTA where none were tuned with it; {} where none."
+        return (self.tta_instances if tta else None) or self.instances or {}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelInfo:
+        "A `ModelInfo` from the JSON stored in a model file."
+        named = {f.name for f in fields(cls)} - {'config', 'other'}
+        return cls(UNetConfig.from_json(json.dumps(d['config'])), **{k: v for k, v in d.items() if k in named},
+                   other={k: v for k, v in d.items() if k not in named | {'config'}})
+
+def model_info(path: str | os.PathLike) -> ModelInfo:
+    "The `ModelInfo` of model file `path`, without loading the network."
+    return ModelInfo.from_dict(read_model_info(path))
 
 # %% ../nbs/02a_config.ipynb #036dafe9
 ARCHITECTURE = ('channel_rate', 'levels', 'residual', 'batch_norm', 'dropout', 'outputs')   # fixed by a model's weights

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .config import ModelInfo
 from .core import NucleiError, progress_bar
 from .data import MODALITIES, Sample, decode_file, read_sample
 from .eda import modality
@@ -69,9 +70,9 @@ def format_scores(rows: Sequence[dict], summary: dict) -> str:
     return '\n'.join(out)
 
 # %% ../nbs/07_evaluate.ipynb #f53c7a31
-def validation_samples(samples: Sequence[Sample], info: dict, source: str = 'the model') -> list[Sample]:
-    "The samples among `samples` that a model held out in training (ids in `info['run']['val_ids']`)."
-    ids = set(info.get('run', {}).get('val_ids', []))
+def validation_samples(samples: Sequence[Sample], info: ModelInfo, source: str = 'the model') -> list[Sample]:
+    "The samples among `samples` that a model held out in training (`info.val_ids`)."
+    ids = set(info.val_ids)
     if not ids: raise NucleiError(f'val: {source} records no validation images', 'val')
     picked = [s for s in samples if s.id in ids]
     if not picked: raise NucleiError(f'val: none of the {len(ids)} validation images of {source} is in this folder', 'val')

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
-from .config import UNetConfig, pretrained_path, read_model_config, read_model_info, usable_diameter
+from .config import UNetConfig, model_info, pretrained_path, usable_diameter
 from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
 
 import cv2
@@ -151,12 +151,12 @@ class Predictor:
     "A model ready to run, with its config and instance thresholds: `predictor.predict(image, diameter=None) -> Prediction`."
     def __init__(self, model_path: str | Path, params: InstanceParams | None = None, tta: bool = False, tile: int = 512,
                  engine: str = 'openvino', precision: str | None = None, threads: int | None = None):
-        self.cfg, self.info = read_model_config(model_path), read_model_info(model_path)
+        self.info = model_info(model_path)                             # see `config.ModelInfo`
+        self.cfg = self.info.config
         self.path, self.tta, self.tile = Path(model_path), tta, self.cfg.check_tile(tile)
         self.engine = load_engine(model_path, engine, precision, threads)      # see `engine`: OpenVINO by default, or Keras
         self.spec = dict(model_path=str(model_path), params=params, tta=tta, tile=tile, engine=engine, precision=precision, threads=threads)   # rebuilds it elsewhere
-        stored = self.info.get('tta_instances') if tta else None      # thresholds tuned for TTA, where the model has them
-        self.params = params or InstanceParams(**(stored or self.info.get('instances', {})))
+        self.params = params or InstanceParams(**self.info.thresholds(tta))   # those tuned for TTA, where the model has them
 
     def _at(self, image: np.ndarray, zoom: float, value_range: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
         "(probabilities, labels) of `image` with the network at `zoom`."

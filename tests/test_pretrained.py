@@ -10,7 +10,7 @@ import pytest
 from helpers import run_script
 from conftest import ROOT
 from nuclei_unet.data import MODALITIES, find_dsb2018
-from nuclei_unet.config import PRETRAINED, pretrained_path, read_model_info
+from nuclei_unet.config import PRETRAINED, model_info, pretrained_path, read_model_info
 
 DSB = find_dsb2018(ROOT)
 needs_dsb = pytest.mark.skipif(DSB is None and not os.environ.get('CI'), reason='DSB2018 stage1_train is not beside this checkout')
@@ -25,6 +25,9 @@ def test_bundled_model_is_package_data_within_budget():
     assert set(info['tta_instances']) == set(info['instances']) and set(info['tta_validation']) == set(info['validation'])
     assert len(info['run']['val_ids']) == 67 and set(info['validation']['by_modality']) == set(MODALITIES)
     assert info['validation']['mAP'] >= 0.5, info['validation']
+    named = model_info(path)                                            # the same file read by name
+    assert (named.val_ids, named.instances, named.validation) == (info['run']['val_ids'], info['instances'], info['validation'])
+    assert named.thresholds(tta=True) == info['tta_instances'] and named.config.diameter == 20
 
 
 def test_wheel_carries_the_bundled_model(tmp_path):
