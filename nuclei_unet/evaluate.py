@@ -32,7 +32,7 @@ def image_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
 def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarray] | None = None,
              pred_dir: str | Path | None = None, progress: bool | None = None) -> list[dict]:
     "Per-image rows {id, modality, true, predicted, mAP, AP50, AP75, F1, dice} from `predict(image)` or `pred_dir`."
-    if (predict is None) == (pred_dir is None): raise ValueError('give exactly one of predict and pred_dir')
+    if (predict is None) == (pred_dir is None): raise NucleiError('give exactly one of predict and pred_dir', 'predict')
     if pred_dir is not None:
         pred_dir = Path(pred_dir)
         if (pred_dir/'labels').is_dir(): pred_dir = pred_dir/'labels'

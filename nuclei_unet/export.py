@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 import numpy as np
 from scipy import ndimage as ndi
 
-from .core import atomic_path, bad_value
+from .core import NucleiError, atomic_path, bad_value
 
 # %% auto #0
 __all__ = ['EXPORTS', 'pixel_rings', 'ring_area', 'nucleus_polygons', 'polygon_mask', 'write_rois', 'write_geojson',
@@ -58,7 +58,7 @@ def nucleus_polygons(labels: np.ndarray) -> dict[int, list[tuple[np.ndarray, lis
     "For each nucleus of int `labels` (H,W): its polygons `[(outer ring, [holes])]`, rings as int32 (n,2) (x, y) pixel corners of the image."
     from matplotlib.path import Path as Outline
     labels = np.asarray(labels)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer): raise ValueError(f'labels: expected a 2-D integer array, got {labels.dtype} {labels.shape}')
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer): raise NucleiError(f'labels: expected a 2-D integer array, got {labels.dtype} {labels.shape}', 'labels')
     polygons = {}
     for i, sl in enumerate(ndi.find_objects(labels), start=1):
         if sl is None: continue

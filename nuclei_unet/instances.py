@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import relabel_sequential, watershed
 
+from .core import NucleiError
 from .metrics import dsb_map
 
 # %% auto #0
@@ -24,7 +25,7 @@ __all__ = ['median_diameter', 'resize_labels', 'InstanceParams', 'mask_component
 def median_diameter(labels: np.ndarray) -> float | None:
     "Median equivalent diameter sqrt(4 area / pi), in pixels, of the nuclei in labels (H,W) (int, 0 = background); None if none."
     labels = np.asarray(labels)
-    if labels.dtype.kind not in 'iu': raise ValueError(f'labels must be an integer array, got {labels.dtype}')
+    if labels.dtype.kind not in 'iu': raise NucleiError(f'labels must be an integer array, got {labels.dtype}', 'labels')
     areas = np.bincount(labels.ravel().astype(np.int64, copy=False))[1:]
     areas = areas[areas > 0]
     return float(np.sqrt(4 * np.median(areas) / np.pi)) if len(areas) else None
@@ -70,7 +71,7 @@ def _split_blob(prob: np.ndarray, blob: np.ndarray, params: InstanceParams) -> n
 def probabilities_to_labels(prob: np.ndarray, params: InstanceParams = InstanceParams()) -> np.ndarray:
     "float probabilities (H,W,C): foreground [, border] in 0..1 -> int32 instance labels (H,W), 1..N."
     prob = np.asarray(prob, np.float32)
-    if prob.ndim != 3 or prob.shape[2] not in (1, 2): raise ValueError(f'expected (H, W, 1 or 2) probabilities, got {prob.shape}')
+    if prob.ndim != 3 or prob.shape[2] not in (1, 2): raise NucleiError(f'expected (H, W, 1 or 2) probabilities, got {prob.shape}', 'prob')
     if not params.use_border: prob = prob[..., :1]
     blobs = mask_components(prob[..., 0] > params.foreground)
     labels, n = np.zeros(blobs.shape, np.int32), 0
@@ -88,7 +89,7 @@ def tune_instances(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
                    min_size: Iterable[int] = (8, 16, 32), use_border: bool = True, zooms: Sequence[float] | None = None
                    ) -> tuple[InstanceParams, list[tuple[InstanceParams, float]]]:
     "Grid-search `InstanceParams` on (probabilities, true labels) pairs, each made at `zooms` (default 1): (best, [(params, mAP), ...] best first)."
-    if len(probs) != len(truths) or not probs: raise ValueError('need as many probability maps as label images, at least one')
+    if len(probs) != len(truths) or not probs: raise NucleiError('need as many probability maps as label images, at least one', 'probs')
     scores = []
     for f, s, m in itertools.product(foreground, seed, min_size):
         p = InstanceParams(foreground=f, seed=s, min_size=m, use_border=use_border)
@@ -109,9 +110,9 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     flat = np.zeros(h * w, bool)
     nums = np.array(rle.split(), np.int64)
-    if len(nums) % 2: raise ValueError(f'run-length string has an odd number of values: {rle[:40]!r}')
+    if len(nums) % 2: raise NucleiError(f'run-length string has an odd number of values: {rle[:40]!r}', 'rle')
     for start, length in zip(nums[::2] - 1, nums[1::2]):
-        if start < 0 or length < 1 or start + length > h * w: raise ValueError(f'run {start + 1} {length} is outside a {h}x{w} image')
+        if start < 0 or length < 1 or start + length > h * w: raise NucleiError(f'run {start + 1} {length} is outside a {h}x{w} image', 'rle')
         flat[start:start + length] = True
     return flat.reshape(w, h).T
 
@@ -133,6 +134,6 @@ def rles_to_labels(rles: Iterable[str], shape: tuple[int, int]) -> np.ndarray:
     labels = np.zeros(shape, np.int32)
     for i, rle in enumerate((r for r in rles if r.strip()), start=1):
         m = rle_decode(rle, shape)
-        if (labels[m] > 0).any(): raise ValueError(f'nucleus {i} overlaps an earlier one')
+        if (labels[m] > 0).any(): raise NucleiError(f'nucleus {i} overlaps an earlier one', 'rles')
         labels[m] = i
     return labels

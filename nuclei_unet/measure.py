@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from skimage.measure import regionprops_table
 
-from .core import atomic_path
+from .core import NucleiError, atomic_path, bad_value
 
 # %% auto #0
 __all__ = ['measure_nuclei', 'write_measurements', 'combine_measurements', 'read_measurements']
@@ -31,14 +31,14 @@ def measure_nuclei(labels: np.ndarray, image: np.ndarray | None = None, channels
                    pixel_size: float | None = None) -> dict[str, np.ndarray]:
     "Per-nucleus columns (one row per label of int `labels` (H,W), in label order) [with intensities of `image` (H,W[,C]), any dtype]."
     labels = np.asarray(labels)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer): raise ValueError(f'labels: expected a 2-D integer array, got {labels.dtype} {labels.shape}')
-    if pixel_size is not None and not pixel_size > 0: raise ValueError(f'pixel_size {pixel_size}: must be a positive number of µm')
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer): raise NucleiError(f'labels: expected a 2-D integer array, got {labels.dtype} {labels.shape}', 'labels')
+    if pixel_size is not None and not pixel_size > 0: raise bad_value('pixel_size', pixel_size, 'must be a positive number of µm')
     if image is not None:
         image = np.asarray(image)
         image = image[..., None] if image.ndim == 2 else image
-        if image.shape[:2] != labels.shape: raise ValueError(f'image is {image.shape[0]}x{image.shape[1]} but labels are {labels.shape[0]}x{labels.shape[1]}')
+        if image.shape[:2] != labels.shape: raise NucleiError(f'image is {image.shape[0]}x{image.shape[1]} but labels are {labels.shape[0]}x{labels.shape[1]}', 'image')
         channels = list(channels or [f'c{i + 1}' for i in range(image.shape[2])])
-        if len(channels) != image.shape[2]: raise ValueError(f'{len(channels)} channel names for {image.shape[2]} channels')
+        if len(channels) != image.shape[2]: raise NucleiError(f'{len(channels)} channel names for {image.shape[2]} channels', 'channels')
     props = ['label', 'centroid', 'bbox', 'area', 'perimeter', 'equivalent_diameter_area', 'axis_major_length',
              'axis_minor_length', 'eccentricity', 'orientation', 'solidity'] + ['intensity_mean', 'intensity_min', 'intensity_max'] * (image is not None)
     t = regionprops_table(labels, image, properties=props, extra_properties=(_median, _integrated) if image is not None else ())

@@ -9,6 +9,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .core import NucleiError
+
 # %% auto #0
 __all__ = ['THRESHOLDS', 'dice', 'iou', 'iou_matrix', 'Matching', 'match', 'dsb_score', 'dsb_map']
 
@@ -28,7 +30,7 @@ def iou(true: np.ndarray, pred: np.ndarray) -> float:
 def _masks(true, pred):
     "Check two arrays have one shape; return them as boolean masks."
     true, pred = np.asarray(true), np.asarray(pred)
-    if true.shape != pred.shape: raise ValueError(f'shapes differ: true {true.shape}, predicted {pred.shape}')
+    if true.shape != pred.shape: raise NucleiError(f'shapes differ: true {true.shape}, predicted {pred.shape}', 'pred')
     return true != 0, pred != 0
 
 # %% ../nbs/03_metrics.ipynb #aa6385c8
@@ -37,14 +39,14 @@ THRESHOLDS = tuple(np.round(np.arange(0.5, 1.0, 0.05), 2))
 def _labels(a, name):
     "Check `a` is a non-negative integer label image."
     a = np.asarray(a)
-    if not np.issubdtype(a.dtype, np.integer): raise ValueError(f'{name} labels must be integers, not {a.dtype}')
-    if a.size and a.min() < 0: raise ValueError(f'{name} labels must not be negative')
+    if not np.issubdtype(a.dtype, np.integer): raise NucleiError(f'{name} labels must be integers, not {a.dtype}', name)
+    if a.size and a.min() < 0: raise NucleiError(f'{name} labels must not be negative', name)
     return a
 
 def iou_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     "IoU of every true nucleus (rows) with every predicted one (columns), from integer label images of one shape."
-    true, pred = _labels(true, 'true'), _labels(pred, 'predicted')
-    if true.shape != pred.shape: raise ValueError(f'shapes differ: true {true.shape}, predicted {pred.shape}')
+    true, pred = _labels(true, 'true'), _labels(pred, 'pred')
+    if true.shape != pred.shape: raise NucleiError(f'shapes differ: true {true.shape}, predicted {pred.shape}', 'pred')
     t_ids, t = np.unique(true, return_inverse=True)
     p_ids, p = np.unique(pred, return_inverse=True)
     joint = np.bincount(t.ravel() * len(p_ids) + p.ravel(), minlength=len(t_ids) * len(p_ids)).reshape(len(t_ids), len(p_ids))
@@ -77,7 +79,7 @@ def _ratio(a: int, b: int) -> float:
 
 def match(true: np.ndarray, pred: np.ndarray, threshold: float = 0.5, ious: np.ndarray | None = None) -> Matching:
     "Match true and predicted nuclei (label images) at IoU > `threshold` (0.5 or more)."
-    if not 0.5 <= threshold < 1: raise ValueError(f'threshold {threshold}: must be in [0.5, 1)')
+    if not 0.5 <= threshold < 1: raise NucleiError(f'threshold {threshold}: must be in [0.5, 1)', 'threshold')
     ious = iou_matrix(true, pred) if ious is None else ious
     hit = ious > threshold
     tp = int(hit.sum())
@@ -91,5 +93,5 @@ def dsb_score(true: np.ndarray, pred: np.ndarray) -> float:
 def dsb_map(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     "DSB2018 metric of a dataset: the mean `dsb_score` over (true, predicted) label image pairs."
     scores = [dsb_score(t, p) for t, p in pairs]
-    if not scores: raise ValueError('no images to score')
+    if not scores: raise NucleiError('no images to score', 'pairs')
     return float(np.mean(scores))

@@ -88,7 +88,7 @@ def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, ove
     if image.ndim == 2 or image.shape[2] == 1: image = np.broadcast_to(image.reshape(h, w, 1), (h, w, 3))   # one channel, seen as gray
     if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}')
     cfg.check_tile(tile, overlap)
-    if not 0 < zoom < 64: raise ValueError(f'zoom {zoom}: must be above 0 and below 64')
+    if not 0 < zoom < 64: raise bad_value('zoom', zoom, 'must be above 0 and below 64')
     value_range = value_range or intensity_range(image, cfg.percentiles)
     side, margin = max(MIN_SIDE, round(tile / zoom)), round(overlap / zoom)     # tiles in original pixels
 
