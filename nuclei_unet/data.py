@@ -311,6 +311,7 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
     else: names = ('red', 'green', 'blue') if colour else names[:1] or ('c1',)
     pixels = arr.transpose([axes.index(a) for a in ('YXS' if colour else 'YXC')]) if colour or 'C' in axes else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
     return RawImage(pixels if lazy and not isinstance(pixels, np.ndarray) else np.ascontiguousarray(pixels), colour, names, size, nuclear)
+
 def _frame(where: str, arr: np.ndarray, axis: int, frame: int | None) -> np.ndarray:
     "Time point `frame` (1-based) along `axis`; none chosen: a `NucleiError` saying how to choose."
     n = arr.shape[axis]
