@@ -19,7 +19,8 @@ Modules, in the order data flows through them:
 - `core`: one-line errors (`NucleiError`), atomic writes, command plumbing
 - `data`: finding samples in a folder, reading microscope files and label images, intensities for the network
 - `synthetic`: synthetic nuclei images with exact masks, the default data
-- `eda`: statistics and figures of a dataset
+- `eda`: statistics of a dataset (modality, sizes, nuclei)
+- `plots`: every picture: outlines, the figure of a prediction, training curves, a dataset at a glance
 - `transforms`: training targets, random crops at the network's scale, augmentations (numpy)
 - `config`: `UNetConfig` and what model files record, by name (`ModelInfo`; no TensorFlow)
 - `model`: the U-Net, saving and loading, the graph for inference

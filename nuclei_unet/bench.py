@@ -10,7 +10,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
 
-from .core import CommandParser, cpu_flags, has_bf16, import_tensorflow, run_command
+from .core import CommandParser, NucleiError, cpu_flags, has_bf16, import_tensorflow, run_command
 
 tf = import_tensorflow()
 import cv2
@@ -238,7 +238,7 @@ def bench_stages(data: str | os.PathLike, n_images: int | None = None, engine: s
     "Seconds per megapixel of each stage of `nuclei_predict`, run one after another with the bundled model on the first `n_images` of `data`."
     from nuclei_unet.data import intensity_range, normalize_image
     from nuclei_unet.instances import labels_to_rles
-    from nuclei_unet.predict import prediction_figure
+    from nuclei_unet.plots import prediction_figure
     predictor = Predictor(pretrained_path(), engine=engine, precision=precision)
     samples = list_samples(data)[:n_images]
     secs, mp = dict.fromkeys(('read', 'normalize', 'model', 'instances', 'figure', 'write', 'submission'), 0.0), 0.0

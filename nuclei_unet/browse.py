@@ -12,7 +12,7 @@ import numpy as np
 
 from .core import NucleiError
 from .data import decode_file, display_rgb8, read_raw
-from .eda import outline
+from .plots import outline
 from .measure import read_measurements
 
 # %% auto #0

@@ -57,7 +57,8 @@ def eda_parser() -> CommandParser:
 def _eda(a) -> int:
     "Body of `nuclei_eda`."
     from nuclei_unet.core import save_figure
-    from nuclei_unet.eda import collect_stats, format_summary, plot_examples, plot_overview, summarize
+    from nuclei_unet.eda import collect_stats, format_summary, summarize
+    from nuclei_unet.plots import plot_examples, plot_overview
     data = _data_or_default(a.data)
     samples = list_samples(data)
     out = ensure_dir(a.out)

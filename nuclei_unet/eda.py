@@ -11,14 +11,12 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-from skimage.segmentation import find_boundaries
 
 from .core import progress_bar
 from .data import MODALITIES, Sample, display_rgb8, read_sample
 
 # %% auto #0
-__all__ = ['modality', 'ImageStats', 'image_stats', 'collect_stats', 'summarize', 'format_summary', 'plot_overview',
-           'nucleus_colours', 'outline', 'plot_examples']
+__all__ = ['modality', 'ImageStats', 'image_stats', 'collect_stats', 'summarize', 'format_summary']
 
 # %% ../nbs/01_eda.ipynb #27bfb080
 def modality(image: np.ndarray) -> str:
@@ -90,52 +88,3 @@ def format_summary(summary: dict) -> str:
                  ('nuclei per image', f"{n['min']:g} to {n['max']:g}, median {n['median']:g}, mean {n['mean']:g}"),
                  ('nucleus area (px)', f"median {a['median']:g}, 5%-95% {a['p5']:g}-{a['p95']:g}, max {a['max']:g}")]
     return '\n'.join(f'{k:<18} {v}' for k, v in rows)
-
-# %% ../nbs/01_eda.ipynb #bec0d615
-def plot_overview(stats: Sequence[ImageStats]):
-    "A 2x2 figure: image sizes, modalities, nuclei per image, nucleus areas."
-    import matplotlib.pyplot as plt
-    s = summarize(stats)
-    fig, axs = plt.subplots(2, 2, figsize=(11, 8))
-    sizes = list(s['sizes'].items())[:12][::-1]
-    axs[0, 0].barh([k for k, _ in sizes], [v for _, v in sizes]); axs[0, 0].set_title('image sizes (HxW)')
-    axs[0, 1].bar(list(s['modalities']), list(s['modalities'].values())); axs[0, 1].set_title('modalities')
-    masked = [x for x in stats if x.areas is not None]
-    if masked:
-        for m in MODALITIES:
-            counts = [x.nuclei for x in masked if x.modality == m]
-            if counts: axs[1, 0].hist(counts, bins=30, alpha=0.6, label=m)
-        areas = np.concatenate([x.areas for x in masked])
-        axs[1, 1].hist(areas, bins=np.geomspace(max(1, areas.min()), areas.max() + 1, 40))
-        axs[1, 1].set_xscale('log'); axs[1, 0].legend()
-    axs[1, 0].set_title('nuclei per image'); axs[1, 1].set_title('nucleus area (pixels)')
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/01_eda.ipynb #50589f5a
-def nucleus_colours(n: int) -> np.ndarray:
-    "uint8 RGB colours (n + 1, 3) for labels 0..n: saturated, each label's hue a golden-ratio step from the previous one's, so touching nuclei differ."
-    hsv = np.stack([(np.arange(n + 1) * 0.618034 % 1.0 * 179).astype(np.uint8), np.full(n + 1, 200, np.uint8), np.full(n + 1, 255, np.uint8)], axis=1)
-    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
-
-def outline(image: np.ndarray, labels: np.ndarray, color: tuple | None = None) -> np.ndarray:
-    "A copy of RGB uint8 `image` with the inner border of each nucleus of int `labels` painted in its own colour (`nucleus_colours`), or all in `color`."
-    out = np.array(image, np.uint8)
-    edge = find_boundaries(labels, mode='inner')
-    out[edge] = nucleus_colours(int(labels.max()))[labels[edge]] if color is None else color
-    return out
-
-def plot_examples(samples: Sequence[Sample], stats: Sequence[ImageStats], per_modality: int = 2):
-    "Up to `per_modality` example images of each modality, nuclei outlined where masks exist."
-    import matplotlib.pyplot as plt
-    by_id = {s.id: s for s in samples}
-    picks = [x for m in MODALITIES for x in [x for x in stats if x.modality == m][:per_modality]]
-    fig, axs = plt.subplots(1, len(picks), figsize=(4 * len(picks), 4.4), squeeze=False)
-    for ax, x in zip(axs[0], picks):
-        image, labels = read_sample(by_id[x.id])
-        image = display_rgb8(image)                                          # 16-bit and float files: their display copy
-        ax.imshow(image if labels is None else outline(image, labels))
-        ax.set_title(f'{x.modality}\n{x.id[:16]} {x.height}x{x.width}' + ('' if x.nuclei is None else f', {x.nuclei} nuclei'), fontsize=9)
-        ax.axis('off')
-    fig.tight_layout()
-    return fig

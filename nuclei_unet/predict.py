@@ -18,20 +18,18 @@ from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, fi
 import cv2
 import numpy as np
 
-from .data import RawImage, Sample, decode_file, display_rgb8, intensity_range, normalize_image, read_pixels, read_raw, read_truth
-from .eda import outline
+from .data import RawImage, Sample, decode_file, intensity_range, normalize_image, read_pixels, read_raw, read_truth
+from .plots import prediction_figure
 from .engine import load_engine
-from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels, resize_labels
+from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels
 from .export import check_exports, export_path, write_exports
 from .measure import combine_measurements, measure_nuclei, read_measurements, write_measurements
-from .metrics import dice, dsb_score
 
 # %% auto #0
-__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'FIGURE_SIDE', 'SUMMARY_COLUMNS', 'FIGURES',
-           'SOME_FIGURES', 'OUTPUTS', 'BLOCKWISE', 'probability_rows', 'predict_probabilities', 'Prediction',
-           'Predictor', 'load_pretrained', 'prediction_figure', 'plot_prediction', 'write_submission', 'write_summary',
-           'figure_ids', 'run_settings', 'claim_folder', 'folder_lock', 'failure_line', 'FolderResult',
-           'predict_folder']
+__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'SUMMARY_COLUMNS', 'FIGURES', 'SOME_FIGURES',
+           'OUTPUTS', 'BLOCKWISE', 'probability_rows', 'predict_probabilities', 'Prediction', 'Predictor',
+           'load_pretrained', 'write_submission', 'write_summary', 'figure_ids', 'run_settings', 'claim_folder',
+           'folder_lock', 'failure_line', 'FolderResult', 'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
@@ -207,52 +205,6 @@ class Predictor:
 def load_pretrained(tta: bool = False, tile: int = 512, params: InstanceParams | None = None) -> Predictor:
     "The bundled DSB2018 model as a `Predictor` with its tuned thresholds: `load_pretrained()(image) -> (probabilities, labels)`."
     return Predictor(pretrained_path(), params=params, tta=tta, tile=tile)
-
-# %% ../nbs/05_predict.ipynb #913be0c4
-FIGURE_SIDE = 768                      # the longest side of an image panel in a saved figure, px
-
-def _panel(image: np.ndarray, labels: np.ndarray | None, title: str, scale: float) -> np.ndarray:
-    "One figure panel: `image` scaled by `scale`, the outlines of `labels` each in its own colour, `title` in a strip above."
-    h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
-    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if scale != 1 else image
-    if labels is not None: small = outline(small, resize_labels(labels, h, w))
-    strip = np.zeros((22, w, 3), np.uint8)
-    cv2.putText(strip, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-    return np.concatenate([strip, small])
-
-def _densest_window(labels: np.ndarray, h: int, w: int) -> tuple[int, int]:
-    "(y0, x0) of the `h` x `w` window of `labels` that holds the most nucleus pixels (searched on a view of about 256 px)."
-    step = max(1, max(labels.shape) // 256)
-    cover = (labels[::step, ::step] > 0).astype(np.float32)
-    kh, kw = max(1, min(cover.shape[0], h // step)), max(1, min(cover.shape[1], w // step))
-    sums = cv2.boxFilter(cover, -1, (kw, kh), normalize=False, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)[:cover.shape[0] - kh + 1, :cover.shape[1] - kw + 1]
-    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
-    return min(y * step, labels.shape[0] - h), min(x * step, labels.shape[1] - w)
-
-def prediction_figure(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None,
-                      side: int = FIGURE_SIDE) -> np.ndarray:
-    "RGB uint8 picture of one prediction: image | predicted outlines [| true outlines, with Dice and mAP] [| a 1:1 crop where nuclei are densest, for images shrunk to fit], titled; panels at most `side` px."
-    image = display_rgb8(image)
-    scale = min(1.0, side / max(image.shape[:2]))
-    panels = [_panel(image, None, sample_id[:40], scale), _panel(image, labels, f'predicted: {labels.max()} nuclei', scale)]
-    if truth is not None:
-        panels.append(_panel(image, truth, f'true: {truth.max()}; Dice {dice(truth, labels):.3f}, mAP {dsb_score(truth, labels):.3f}', scale))
-    if scale < 1:                                                        # shrunk: outlines cannot be judged, so show a part at full resolution
-        h = panels[0].shape[0] - 22
-        w = min(image.shape[1], h)
-        y0, x0 = _densest_window(labels, h, w)
-        panels.append(_panel(image[y0:y0 + h, x0:x0 + w], labels[y0:y0 + h, x0:x0 + w], f'1:1 at row {y0}, column {x0}', 1.0))
-    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
-
-def plot_prediction(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None):
-    "`prediction_figure` shown as a matplotlib figure, for notebooks."
-    import matplotlib.pyplot as plt
-    pic = prediction_figure(sample_id, image, labels, truth)
-    fig = plt.figure(figsize=(pic.shape[1] / 100, pic.shape[0] / 100), dpi=100)
-    ax = fig.add_axes((0, 0, 1, 1))                                      # an image in axes: Jupyter's tight crop keeps it (a bare figimage comes out empty)
-    ax.imshow(pic); ax.axis('off')
-    return fig
 
 # %% ../nbs/05_predict.ipynb #37a570a7
 def write_submission(ids: Sequence[str], labels_dir: Path, path: Path, rles: dict[str, list[str]] | None = None) -> Path:

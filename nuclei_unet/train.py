@@ -20,11 +20,12 @@ from .data import Sample, list_samples
 from .eda import collect_stats
 from .losses import bce_dice_loss, dice_coef
 from .model import build_unet, load_model, save_model
+from .plots import plot_history
 from .transforms import augment, load_example
 
 # %% auto #0
-__all__ = ['tf', 'RESUMED_SETTINGS', 'split_samples', 'prepare_samples', 'make_dataset', 'plot_history', 'write_history',
-           'cosine_lr', 'RunCheckpoint', 'training_precision', 'dtype_policy', 'rebuild', 'train', 'check_resume']
+__all__ = ['tf', 'RESUMED_SETTINGS', 'split_samples', 'prepare_samples', 'make_dataset', 'write_history', 'cosine_lr',
+           'RunCheckpoint', 'training_precision', 'dtype_policy', 'rebuild', 'train', 'check_resume']
 
 # %% ../nbs/04_train.ipynb #ffc844a7
 def _rank(sample_id: str) -> str: return hashlib.md5(sample_id.encode()).hexdigest()
@@ -71,18 +72,6 @@ def make_dataset(samples: Sequence[Sample], cfg: UNetConfig, batch_size: int, se
     return (ds if training else ds.cache()).prefetch(tf.data.AUTOTUNE)
 
 # %% ../nbs/04_train.ipynb #dddc9649
-def plot_history(rows: Sequence[dict]):
-    "Loss and Dice per epoch, training and validation, as the seed's `hist.png` showed them."
-    import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(11, 4))
-    epochs = [r['epoch'] + 1 for r in rows]
-    for ax, key, title in [(axs[0], 'loss', 'loss (BCE + Dice)'), (axs[1], 'dice_coef', 'Dice (foreground)')]:
-        for prefix, style in [('', '-o'), ('val_', '-s')]:
-            ax.plot(epochs, [r.get(prefix + key, np.nan) for r in rows], style, ms=3, label='validation' if prefix else 'training')
-        ax.set_xlabel('epoch'); ax.set_title(title); ax.grid(alpha=0.3); ax.legend()
-    fig.tight_layout()
-    return fig
-
 def write_history(rows: Sequence[dict], path: str | os.PathLike) -> Path:
     "Write history rows as CSV (an `epoch` column first, as Keras's CSVLogger), atomically."
     keys = ['epoch'] + sorted({k for r in rows for k in r} - {'epoch'})
