@@ -8,7 +8,7 @@ import pytest
 
 from nuclei_unet.synthetic import make_synthetic
 
-NUMPY_CORE = ['core', 'config', 'data', 'synthetic', 'eda', 'transforms', 'metrics', 'instances', 'evaluate', 'engine', 'predict', 'cli']
+NUMPY_CORE = ['core', 'config', 'data', 'synthetic', 'eda', 'plots', 'transforms', 'metrics', 'instances', 'evaluate', 'engine', 'predict', 'cli']
 
 
 def _without_tensorflow(code: str):
