@@ -31,7 +31,7 @@ setuptools.setup(
     ] + ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
-    package_data={cfg['lib_name']: ['models/*.keras']},           # the bundled pretrained model
+    package_data={cfg['lib_name']: ['models/*.keras', 'models/*.int8/*']},           # the bundled pretrained model
     install_requires=requirements,
     extras_require={'dev': dev_requirements, 'dask': dask_requirements},
     python_requires='>=' + min_python,

@@ -20,7 +20,7 @@ import numpy as np
 from .data import find_dsb2018, list_samples, read_image, read_labels, read_sample
 from .instances import median_diameter, probabilities_to_labels, resize_labels
 from .evaluate import validation_samples
-from .engine import default_threads, openvino_model
+from .engine import default_threads, int8_model, openvino_model
 from .predict import Predictor, predict_folder, predict_probabilities
 from .losses import bce_dice_loss, dice_coef
 from .metrics import dsb_score
@@ -156,19 +156,19 @@ def bench_predict(data: str | os.PathLike, rates=(0.5, 1.0), n_images: int = 12,
             print(markdown_table(rows[-1:], PREDICT_COLUMNS, header=False), flush=True)
     return rows
 
-def engine_cases() -> list[tuple[str, str]]:
-    "The (engine, precision) pairs worth timing on this CPU: the Keras reference, OpenVINO f32, and OpenVINO bf16 where it runs."
-    return [('keras', 'f32'), ('openvino', 'f32')] + [('openvino', 'bf16')] * has_bf16()
+def engine_cases(model_path: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    "The (engine, precision) pairs worth timing on this CPU: the Keras reference, OpenVINO f32, bf16 where it runs, int8 where `model_path` has an int8 version."
+    return [('keras', 'f32'), ('openvino', 'f32')] + [('openvino', 'bf16')] * has_bf16() + [('openvino', 'int8')] * bool(model_path and int8_model(model_path))
 
 def bench_pretrained(data: str | os.PathLike, n_images: int | None = None, large: int | None = 4096, tta: bool = False) -> list[dict]:
     "For each engine, in fresh processes: the bundled model on its validation images (all, or the first `n_images`) and on one `large` image."
     ids = [s.id for s in validation_samples(list_samples(data), model_info(pretrained_path()))][:n_images]
     rate, rows = model_info(pretrained_path()).config.channel_rate, []
-    for engine, precision in engine_cases():
+    for engine, precision in engine_cases(pretrained_path()):
         rows.append({'case': f"{len(ids)} validation images{', TTA' if tta else ''}", 'channel_rate': rate,
                      **_in_fresh_process(_measure_folder, str(pretrained_path()), str(data), ids, tta, engine, precision)})
         print(markdown_table(rows[-1:], PREDICT_COLUMNS, header=len(rows) == 1), flush=True)
-    for engine, precision in engine_cases() if large else []:
+    for engine, precision in engine_cases(pretrained_path()) if large else []:
         rows.append({'case': f'one {large}x{large} image', 'channel_rate': rate, **_in_fresh_process(_measure_large, str(pretrained_path()), large, engine, precision)})
         print(markdown_table(rows[-1:], PREDICT_COLUMNS, header=False), flush=True)
     return rows
@@ -229,8 +229,9 @@ def bench_ceiling(model_path: str | os.PathLike, model_mp_s: dict | None = None)
     print(f"CPU {cpu['model']}; flags {' '.join(cpu['flags'])}; {cpu['physical_cores']} physical / {cpu['logical_cores']} logical cores")
     print(f'network: {gflop:.1f} GFLOP per megapixel; ' + '; '.join(f'{e} {p} matmul peak {v:.1f} GFLOP/s' for (e, p), v in peaks.items()))
     for (engine, precision), mp_s in (model_mp_s or {}).items():
-        peak = max(v for (e, p), v in peaks.items() if p == precision)
-        print(f'{engine} {precision}: {mp_s:.3f} MP/s = {mp_s * gflop:.1f} GFLOP/s, {100 * mp_s * gflop / peak:.0f}% of the {precision} matmul peak')
+        ref = precision if any(p == precision for _, p in peaks) else 'f32'        # int8: against the f32 peak
+        peak = max(v for (e, p), v in peaks.items() if p == ref)
+        print(f'{engine} {precision}: {mp_s:.3f} MP/s = {mp_s * gflop:.1f} GFLOP/s, {100 * mp_s * gflop / peak:.0f}% of the {ref} matmul peak')
     return dict(cpu=cpu, gflop_per_mp=gflop, peaks={f'{e} {p}': v for (e, p), v in peaks.items()})
 
 # %% ../nbs/90_bench.ipynb #95580ecb

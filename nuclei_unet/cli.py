@@ -5,6 +5,7 @@
 # %% ../nbs/95_cli.ipynb #5a7fbd07
 from __future__ import annotations
 import json, sys, time
+from dataclasses import asdict
 from pathlib import Path
 
 from .config import AUGMENTATIONS, UNetConfig, check_run, init_config, model_info, pretrained_path, read_model_config, usable_diameter
@@ -14,7 +15,7 @@ from .engine import ENGINES, PRECISIONS, check_engine
 
 # %% auto #0
 __all__ = ['eda_parser', 'eda', 'train_parser', 'train', 'predict_parser', 'predict', 'evaluate_parser', 'evaluate',
-           'measure_parser', 'measure']
+           'measure_parser', 'measure', 'quantize_parser', 'quantize']
 
 # %% ../nbs/95_cli.ipynb #65a15c55
 def _names(text: str) -> tuple[str, ...]:
@@ -29,12 +30,12 @@ def _data_or_default(data: Path | None) -> Path:
 def _engine_flags(p: CommandParser):
     "Add the flags that choose what runs the network: --engine, --precision, --threads."
     p.add_argument('--engine', choices=ENGINES, help='what runs the network: openvino (default; fast on CPUs) or keras (the float32 reference; a GPU when there is one)')
-    p.add_argument('--precision', choices=PRECISIONS, help='f32 or bf16 (default: bf16 with openvino on a CPU with bf16 instructions, else f32)')
+    p.add_argument('--precision', choices=PRECISIONS, help='f32, bf16 or int8 (default with openvino: int8 where the model has an int8 version, as the bundled one does; else bf16 on a CPU with bf16 instructions; else f32)')
     p.add_argument('--threads', type=int, help='CPU threads for the network (default: all cores)')
 
 def _predictor(a, model: Path):
     "The `Predictor` that flags `a` ask for; the engine and precision are checked before anything loads."
-    check_engine(a.engine or 'openvino', a.precision)
+    check_engine(a.engine or 'openvino', a.precision, model_path=model)
     from nuclei_unet.predict import Predictor
     return Predictor(model, tta=a.tta, tile=getattr(a, 'tile', 512), engine=a.engine or 'openvino', precision=a.precision, threads=a.threads)
 
@@ -211,7 +212,7 @@ def _evaluate(a) -> int:
     rows = evaluate_samples(samples, predict=predict, pred_dir=a.pred)
     summary = summarize_scores(rows)
     print(format_scores(rows, summary), file=sys.stderr if a.json else sys.stdout)   # with --json, stdout holds the JSON alone
-    if a.json: print(json.dumps({**summary, 'per_image': rows}))
+    if a.json: print(json.dumps({**summary, 'per_image': [asdict(r) for r in rows]}))
     return 0
 
 def evaluate(argv: list[str] | None = None) -> int:
@@ -261,3 +262,37 @@ def _measure(a) -> int:
 def measure(argv: list[str] | None = None) -> int:
     "Entry point of `nuclei_measure`: see `nuclei_measure --help`."
     return run_command(measure_parser(), _measure, argv)
+
+# %% ../nbs/95_cli.ipynb #871ac34d
+def quantize_parser() -> CommandParser:
+    "The flags of `nuclei_quantize`."
+    p = CommandParser(prog='nuclei_quantize', description='Make an int8 version of a model for fast CPU prediction, and keep it only if it scores as well as float32.')
+    p.add_argument('--model', type=Path, required=True, help='model file (.keras); the int8 version is written beside it as <name>.int8/')
+    p.add_argument('--data', type=Path, required=True, help='folder of images with masks, like those the model was trained on')
+    p.add_argument('--crops', type=int, default=200, help='calibration crops (default 200)')
+    p.add_argument('--seed', type=int, default=0, help='random seed of the crops (default 0)')
+    return p
+
+def _quantize(a) -> int:
+    "Body of `nuclei_quantize`."
+    import shutil
+    from nuclei_unet.engine import int8_folder
+    from nuclei_unet.quantize import INT8_TOLERANCE, check_int8, quantize_model, split_for_int8
+    if not a.model.is_file(): raise bad_value('model', a.model, 'no such file')
+    if a.crops < 1: raise bad_value('crops', a.crops, 'must be at least 1')
+    samples = [s for s in list_samples(a.data) if s.has_truth]
+    if not samples: raise bad_value('data', a.data, 'no images with masks; calibration and the check need them')
+    calibration, held = split_for_int8(samples, model_info(a.model).val_ids, a.seed)
+    folder = quantize_model(a.model, calibration, a.crops, seed=a.seed)
+    s = check_int8(a.model, held)
+    line = f"int8 {s['int8']:.4f} against f32 {s['f32']:.4f} mAP on {s['images']} images held out of calibration ({s['int8'] - s['f32']:+.4f})"
+    if s['int8'] < s['f32'] - INT8_TOLERANCE:
+        shutil.rmtree(int8_folder(a.model))
+        print(f'{line}: more than {INT8_TOLERANCE} lower, so the int8 version was removed; {a.model} runs at f32 or bf16')
+        return 1
+    print(f'{line}: kept in {folder}; --engine openvino now runs {a.model} in int8 (--precision f32 for the float32 network)')
+    return 0
+
+def quantize(argv: list[str] | None = None) -> int:
+    "Entry point of `nuclei_quantize`: see `nuclei_quantize --help`."
+    return run_command(quantize_parser(), _quantize, argv)

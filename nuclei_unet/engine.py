@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_engine.ipynb #60e19db9
 from __future__ import annotations
-import json, os, shutil, tempfile
+import hashlib, json, os, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -14,24 +14,39 @@ import numpy as np
 from .core import NucleiError, bad_value, cache_dir, file_lock, file_sha256, has_bf16, import_tensorflow
 
 # %% auto #0
-__all__ = ['ENGINES', 'PRECISIONS', 'default_precision', 'check_engine', 'default_threads', 'openvino_model', 'Engine',
-           'load_engine']
+__all__ = ['ENGINES', 'PRECISIONS', 'int8_folder', 'int8_model', 'default_precision', 'check_engine', 'default_threads',
+           'save_ir', 'build_folder', 'openvino_model', 'Engine', 'load_engine']
 
 # %% ../nbs/05a_engine.ipynb #f5935174
 ENGINES = ('openvino', 'keras')
-PRECISIONS = ('f32', 'bf16')
+PRECISIONS = ('f32', 'bf16', 'int8')
 
-def default_precision(engine: str, flags: set[str] | None = None) -> str:
-    "bf16 for OpenVINO on a CPU with bf16 instructions (or these `flags`), else f32."
-    return 'bf16' if engine == 'openvino' and has_bf16(flags) else 'f32'
+def int8_folder(model_path: str | os.PathLike) -> Path:
+    "Where the int8 version of the model file `model_path` lives: beside it, `<name>.int8/` (made by `quantize.quantize_model`)."
+    return Path(model_path).with_suffix('.int8')
 
-def check_engine(engine: str, precision: str | None = None, flags: set[str] | None = None) -> str:
-    "The precision `engine` will run at (`precision`, or its default here); a `NucleiError` for a combination that cannot run."
+def int8_model(model_path: str | os.PathLike) -> Path | None:
+    "The `model.xml` of `model_path`'s int8 version if one made from this very file is intact beside it, else None."
+    folder = int8_folder(model_path)
+    if not _intact(folder): return None
+    made_from = json.loads((folder/'manifest.json').read_text()).get('source_sha256')
+    return folder/'model.xml' if made_from == file_sha256(model_path) else None
+
+def default_precision(engine: str, flags: set[str] | None = None, model_path: str | os.PathLike | None = None) -> str:
+    "For OpenVINO: int8 where `model_path` has an int8 version, else bf16 on a CPU with bf16 instructions (or these `flags`); f32 otherwise."
+    if engine != 'openvino': return 'f32'
+    if model_path is not None and int8_model(model_path): return 'int8'
+    return 'bf16' if has_bf16(flags) else 'f32'
+
+def check_engine(engine: str, precision: str | None = None, flags: set[str] | None = None, model_path: str | os.PathLike | None = None) -> str:
+    "The precision `engine` will run `model_path` at (`precision`, or its default here); a `NucleiError` for a combination that cannot run."
     if engine not in ENGINES: raise bad_value('engine', engine, f'unknown engine; choose {" or ".join(ENGINES)}')
-    precision = precision or default_precision(engine, flags)
-    if precision not in PRECISIONS: raise bad_value('precision', precision, f'choose {" or ".join(PRECISIONS)}')
-    if precision == 'bf16' and engine == 'keras': raise bad_value('precision', precision, 'the keras engine is the float32 reference; use --engine openvino for bf16')
+    precision = precision or default_precision(engine, flags, model_path)
+    if precision not in PRECISIONS: raise bad_value('precision', precision, f'choose {", ".join(PRECISIONS)}')
+    if precision != 'f32' and engine == 'keras': raise bad_value('precision', precision, f'the keras engine is the float32 reference; use --engine openvino for {precision}')
     if precision == 'bf16' and not has_bf16(flags): raise bad_value('precision', precision, 'this CPU has no bf16 instructions (AVX512-BF16 or AMX); use f32')
+    if precision == 'int8' and model_path is not None and not int8_model(model_path):
+        raise bad_value('precision', precision, f'{model_path} has no int8 version made from it; make one with nuclei_quantize --model {model_path} --data FOLDER, or use f32')
     return precision
 
 def default_threads() -> int:
@@ -45,37 +60,48 @@ def _intact(folder: Path) -> bool:
     except (OSError, ValueError, KeyError): return False
     return all((folder/name).is_file() and file_sha256(folder/name) == digest for name, digest in sums.items())
 
+def save_ir(graph, folder: Path, **manifest):
+    "Write the OpenVINO model `graph` as `model.xml` and `model.bin` into `folder`, then `manifest.json`: `manifest` and both files' SHA-256."
+    import openvino as ov
+    ov.save_model(graph, folder/'model.xml', compress_to_fp16=False)            # keep the float32 weights
+    sums = {n: file_sha256(folder/n) for n in ('model.xml', 'model.bin')}
+    (folder/'manifest.json').write_text(json.dumps({**manifest, 'openvino': ov.__version__, 'sha256': sums}))
+
+def build_folder(folder: Path, make: Callable[[Path], None], ready: Callable[[Path], bool] = _intact) -> Path:
+    "`folder`, made by `make(tmp)` in a temporary folder renamed into place unless `ready(folder)` (default: intact); one process at a time (a lock)."
+    if ready(folder): return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = cache_dir()/'locks'/f'{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]}.lock'   # not beside a model file
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(lock):
+        if not ready(folder):                                                   # nobody made it while we waited
+            tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.', dir=folder.parent))
+            try:
+                make(tmp)
+                umask = os.umask(0); os.umask(umask)
+                os.chmod(tmp, 0o777 & ~umask)                                   # mkdtemp makes 0700; others may read it
+                shutil.rmtree(folder, ignore_errors=True)                       # a damaged or outdated earlier one
+                os.replace(tmp, folder)
+            finally: shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
 def _convert(model_path: Path, folder: Path):
     "Write the OpenVINO IR of the Keras model `model_path` and its manifest into `folder`."
     import openvino as ov
     from nuclei_unet.model import inference_function, load_model
-    graph = ov.convert_model(inference_function(load_model(model_path)[0]).get_concrete_function())
-    ov.save_model(graph, folder/'model.xml', compress_to_fp16=False)            # keep the float32 weights
-    sums = {n: file_sha256(folder/n) for n in ('model.xml', 'model.bin')}
-    (folder/'manifest.json').write_text(json.dumps({'source': str(model_path), 'openvino': ov.__version__, 'sha256': sums}))
+    save_ir(ov.convert_model(inference_function(load_model(model_path)[0]).get_concrete_function()), folder, source=str(model_path))
 
 def openvino_model(model_path: str | os.PathLike) -> Path:
     "Path of the cached OpenVINO IR (`model.xml`) of the `.keras` file `model_path`, converting it first if needed."
     model_path = Path(model_path)
-    folder = cache_dir()/'openvino'/file_sha256(model_path)[:16]
-    if _intact(folder): return folder/'model.xml'
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(folder.with_suffix('.lock')):
-        if not _intact(folder):                                                 # nobody made it while we waited
-            tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.', dir=folder.parent))
-            try:
-                _convert(model_path, tmp)
-                shutil.rmtree(folder, ignore_errors=True)                           # a damaged earlier entry
-                os.replace(tmp, folder)
-            finally: shutil.rmtree(tmp, ignore_errors=True)
-    return folder/'model.xml'
+    return build_folder(cache_dir()/'openvino'/file_sha256(model_path)[:16], lambda tmp: _convert(model_path, tmp))/'model.xml'
 
 # %% ../nbs/05a_engine.ipynb #ad51c394
 @dataclass(frozen=True)
 class Engine:
     "A network ready for inference: `engine(x)` maps float32 (N,H,W,3) to float32 probabilities (N,H,W,C)."
     name: str                      # 'openvino' or 'keras'
-    precision: str                 # 'f32' or 'bf16', as the engine runs it
+    precision: str                 # 'f32', 'bf16' or 'int8', as the engine runs it
     threads: int                   # CPU threads the engine uses
     run: Callable = field(repr=False, compare=False)
 
@@ -89,8 +115,9 @@ def _openvino_run(model_path: Path, precision: str, threads: int) -> Callable:
     "An OpenVINO inference function of `model_path` compiled for this CPU."
     try: import openvino as ov
     except ImportError: raise NucleiError('engine openvino is not installed: pip install openvino, or use --engine keras', 'engine') from None
-    config = {'INFERENCE_PRECISION_HINT': precision, 'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY'}
-    try: compiled = ov.Core().compile_model(openvino_model(model_path), 'CPU', config)
+    config = {'INFERENCE_PRECISION_HINT': 'f32' if precision == 'int8' else precision, 'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY'}
+    xml = int8_model(model_path) if precision == 'int8' else openvino_model(model_path)     # int8: what is not quantized runs in f32
+    try: compiled = ov.Core().compile_model(xml, 'CPU', config)
     except RuntimeError as e: raise NucleiError(f'{model_path}: engine openvino cannot load this model ({str(e).splitlines()[0]}); use --engine keras') from None
     request = compiled.create_infer_request()
     return lambda x: np.array(request.infer({0: x})[0], np.float32)            # a copy: the next call reuses the buffer
@@ -106,8 +133,8 @@ def _keras_run(model_path: Path, threads: int) -> Callable:
 
 def load_engine(model_path: str | os.PathLike, engine: str = 'openvino', precision: str | None = None,
                 threads: int | None = None) -> Engine:
-    "The model of `model_path` ready to run on `engine` at `precision` (None: this CPU's default) with `threads` (None: all cores)."
-    precision, threads, model_path = check_engine(engine, precision), threads or default_threads(), Path(model_path)
+    "The model of `model_path` ready to run on `engine` at `precision` (None: the default for this model and CPU) with `threads` (None: all cores)."
+    precision, threads, model_path = check_engine(engine, precision, model_path=model_path), threads or default_threads(), Path(model_path)
     if threads < 1: raise bad_value('threads', threads, 'must be at least 1')
     run = _openvino_run(model_path, precision, threads) if engine == 'openvino' else _keras_run(model_path, threads)
     return Engine(engine, precision, threads, run)

@@ -4,6 +4,7 @@
 
 # %% ../nbs/07_evaluate.ipynb #b72b7a01
 from __future__ import annotations
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,7 +17,8 @@ from .eda import modality
 from .metrics import THRESHOLDS, dice, iou_matrix, match
 
 # %% auto #0
-__all__ = ['SCORES', 'image_scores', 'evaluate', 'image_row', 'summarize_scores', 'format_scores', 'validation_samples']
+__all__ = ['SCORES', 'image_scores', 'ImageScores', 'evaluate', 'image_row', 'summarize_scores', 'format_scores',
+           'validation_samples']
 
 # %% ../nbs/07_evaluate.ipynb #69de2e86
 SCORES = ('mAP', 'AP50', 'AP75', 'F1', 'dice')
@@ -29,9 +31,22 @@ def image_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
             'F1': at[0.5].f1, 'dice': dice(truth, pred)}
 
 # %% ../nbs/07_evaluate.ipynb #5b306edc
+@dataclass(frozen=True)
+class ImageScores:
+    "One image's evaluation: which image, its modality, nuclei counted in the masks and in the prediction, and its scores (0..1)."
+    id: str
+    modality: str                 # as `eda.modality` calls it: fluorescence, brightfield or he
+    true: int                     # nuclei in the masks
+    predicted: int                # nuclei predicted
+    mAP: float                    # the DSB2018 score: TP/(TP+FP+FN) averaged over IoU thresholds 0.50..0.95
+    AP50: float
+    AP75: float
+    F1: float                     # at IoU 0.5
+    dice: float                   # pixel Dice of foreground against foreground
+
 def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarray] | None = None,
-             pred_dir: str | Path | None = None, progress: bool | None = None) -> list[dict]:
-    "Per-image rows {id, modality, true, predicted, mAP, AP50, AP75, F1, dice} from `predict(image)` or `pred_dir`."
+             pred_dir: str | Path | None = None, progress: bool | None = None) -> list[ImageScores]:
+    "One `ImageScores` per sample, of labels from `predict(image)` or read from `pred_dir`."
     if (predict is None) == (pred_dir is None): raise NucleiError('give exactly one of predict and pred_dir', 'predict')
     if pred_dir is not None:
         pred_dir = Path(pred_dir)
@@ -49,22 +64,22 @@ def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarr
         rows.append(image_row(s.id, modality(image), truth, pred))
     return rows
 
-def image_row(sample_id: str, image_modality: str, truth: np.ndarray, pred: np.ndarray) -> dict:
-    "One row of `evaluate`: {id, modality, true, predicted (nuclei counts), mAP, AP50, AP75, F1, dice}."
-    return {'id': sample_id, 'modality': image_modality, 'true': int(len(np.unique(truth)) - (truth.min() == 0)),
-            'predicted': int(len(np.unique(pred)) - (pred.min() == 0)), **image_scores(truth, pred)}
+def image_row(sample_id: str, image_modality: str, truth: np.ndarray, pred: np.ndarray) -> ImageScores:
+    "The `ImageScores` of labels `pred` against `truth` (int, same shape)."
+    count = lambda labels: int(len(np.unique(labels)) - (labels.min() == 0))
+    return ImageScores(sample_id, image_modality, count(truth), count(pred), **image_scores(truth, pred))
 
-def summarize_scores(rows: Sequence[dict]) -> dict:
+def summarize_scores(rows: Sequence[ImageScores]) -> dict:
     "Mean scores over all rows and per modality: {'images', mAP.., 'by_modality': {m: {images, mAP..}}}."
-    def mean(rs): return {'images': len(rs), **{k: round(float(np.mean([r[k] for r in rs])), 4) for k in SCORES}}
-    return {**mean(rows), 'by_modality': {m: mean(rs) for m in MODALITIES if (rs := [r for r in rows if r['modality'] == m])}}
+    def mean(rs): return {'images': len(rs), **{k: round(float(np.mean([getattr(r, k) for r in rs])), 4) for k in SCORES}}
+    return {**mean(rows), 'by_modality': {m: mean(rs) for m in MODALITIES if (rs := [r for r in rows if r.modality == m])}}
 
 # %% ../nbs/07_evaluate.ipynb #9134a58f
-def format_scores(rows: Sequence[dict], summary: dict) -> str:
+def format_scores(rows: Sequence[ImageScores], summary: dict) -> str:
     "A table of per-image scores, then the means overall and per modality."
     head = f"{'image':<24} {'modality':<12} {'true':>5} {'pred':>5} " + ' '.join(f'{k:>6}' for k in SCORES)
     line = lambda name, mod, t, p, d: f"{name[:24]:<24} {mod:<12} {t:>5} {p:>5} " + ' '.join(f'{d[k]:>6.3f}' for k in SCORES)
-    out = [head] + [line(r['id'], r['modality'], r['true'], r['predicted'], r) for r in rows] + ['-' * len(head)]
+    out = [head] + [line(r.id, r.modality, r.true, r.predicted, asdict(r)) for r in rows] + ['-' * len(head)]
     out += [line(f"mean of {summary['images']}", 'all', '', '', summary)]
     out += [line(f"mean of {v['images']}", m, '', '', v) for m, v in summary['by_modality'].items()]
     return '\n'.join(out)

@@ -116,7 +116,7 @@ def plot_prediction(sample_id: str, image: np.ndarray, labels: np.ndarray, truth
 
 # %% ../nbs/01b_plots.ipynb #a1b2c00a
 def plot_history(rows: Sequence[dict]):
-    "Loss and Dice per epoch, training and validation, as the seed's `hist.png` showed them."
+    "Loss and Dice per epoch, training and validation, side by side (what `nuclei_train` saves as `hist.png`)."
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(11, 4))
     epochs = [r['epoch'] + 1 for r in rows]

@@ -13,7 +13,7 @@ import numpy as np
 from .core import NucleiError
 from .data import list_samples, read_sample
 from .eda import modality
-from .evaluate import image_row, summarize_scores, validation_samples
+from .evaluate import ImageScores, image_row, summarize_scores, validation_samples
 from .instances import InstanceParams, probabilities_to_labels, tune_instances
 from .config import pretrained_path
 from .model import load_model, save_model
@@ -70,10 +70,10 @@ class PairedDifference:
     @property
     def clear_win(self) -> bool: return self.low > 0
 
-def paired_difference(a: Sequence[dict], b: Sequence[dict], key: str = 'mAP', n_boot: int = 10_000, seed: int = 0) -> PairedDifference:
-    "Per-image rows of two evaluations (matched by id) -> b minus a, mean and 95% bootstrap interval."
-    by_id = {r['id']: r[key] for r in a}
-    if {r['id'] for r in b} != set(by_id): raise NucleiError('the two evaluations must cover the same images', 'b')
-    diff = np.array([r[key] - by_id[r['id']] for r in b], np.float64)
+def paired_difference(a: Sequence[ImageScores], b: Sequence[ImageScores], key: str = 'mAP', n_boot: int = 10_000, seed: int = 0) -> PairedDifference:
+    "Per-image scores of two evaluations (matched by id) -> b minus a, mean and 95% bootstrap interval."
+    by_id = {r.id: getattr(r, key) for r in a}
+    if {r.id for r in b} != set(by_id): raise NucleiError('the two evaluations must cover the same images', 'b')
+    diff = np.array([getattr(r, key) - by_id[r.id] for r in b], np.float64)
     means = diff[np.random.default_rng(seed).integers(0, len(diff), (n_boot, len(diff)))].mean(axis=1)
     return PairedDifference(len(diff), float(diff.mean()), *map(float, np.percentile(means, [2.5, 97.5])))

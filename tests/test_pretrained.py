@@ -34,18 +34,32 @@ def test_wheel_carries_the_bundled_model(tmp_path):
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path), str(ROOT)],
                    check=True, capture_output=True, cwd=tmp_path)
     wheel, = tmp_path.glob('nuclei_unet-*.whl')
-    assert f'nuclei_unet/models/{PRETRAINED}' in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    assert f'nuclei_unet/models/{PRETRAINED}' in names
+    assert {f'nuclei_unet/models/dsb2018_unet.int8/{n}' for n in ('model.xml', 'model.bin', 'manifest.json')} <= set(names)
+
+
+def test_bundled_int8_version_is_made_from_the_bundled_model():
+    "The shipped int8 version is intact, made from this very model file, checked on the 67 validation images, and the default."
+    from nuclei_unet.engine import default_precision, int8_folder, int8_model
+    assert int8_model(pretrained_path()) == int8_folder(pretrained_path()) / 'model.xml'
+    manifest = json.loads((int8_folder(pretrained_path()) / 'manifest.json').read_text())
+    assert manifest['check']['images'] == 67 and manifest['calibration']['images'] == 597
+    assert manifest['check']['int8'] >= manifest['check']['f32'] - 0.003, manifest['check']
+    assert default_precision('openvino', {'avx2'}, pretrained_path()) == 'int8'
 
 
 @needs_dsb
 def test_bundled_model_keeps_its_validation_map():
-    "The regression test: the bundled model, on its own validation images, within 0.01 of the mAP its card records."
+    "The regression test: the bundled model, on its own validation images, within 0.01 of the mAP its card records, and int8 within 0.003 of f32."
     assert DSB is not None, 'DSB2018 stage1_train must be beside the checkout on CI'
-    recorded = read_model_info(pretrained_path())['validation']
-    code, out, err = run_script('nuclei_evaluate', '--data', DSB, '--val', '--json', timeout=900)
-    assert code == 0, err
-    scores = json.loads(out)
-    assert scores['images'] == recorded['images'] == 67
-    assert abs(scores['mAP'] - recorded['mAP']) <= 0.01, (scores['mAP'], recorded['mAP'])
-    for m, v in recorded['by_modality'].items():
-        assert abs(scores['by_modality'][m]['mAP'] - v['mAP']) <= 0.02 * max(1, 10 / v['images']), (m, scores['by_modality'][m], v)
+    recorded, found = read_model_info(pretrained_path())['validation'], {}
+    for precision in ('f32', 'int8'):
+        code, out, err = run_script('nuclei_evaluate', '--data', DSB, '--val', '--json', '--precision', precision, timeout=900)
+        assert code == 0, err
+        scores = found[precision] = json.loads(out)
+        assert scores['images'] == recorded['images'] == 67
+        assert abs(scores['mAP'] - recorded['mAP']) <= 0.01, (precision, scores['mAP'], recorded['mAP'])
+        for m, v in recorded['by_modality'].items():
+            assert abs(scores['by_modality'][m]['mAP'] - v['mAP']) <= 0.02 * max(1, 10 / v['images']), (precision, m, scores['by_modality'][m], v)
+    assert abs(found['int8']['mAP'] - found['f32']['mAP']) <= 0.003, {p: s['mAP'] for p, s in found.items()}
