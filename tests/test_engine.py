@@ -84,11 +84,15 @@ def test_parallel_processes_share_one_conversion(tmp_path):
 
 
 def test_engine_errors_are_one_line(tmp_path):
-    "An unknown engine, bf16 where it cannot run, and a missing OpenVINO: one line naming the flag, exit 2."
+    "An unknown engine, bf16 or int8 where it cannot run, and a missing OpenVINO: one line naming the flag, exit 2."
     data = make_synthetic(tmp_path / 'syn', n=1)
     assert_one_line_error(run_script('nuclei_predict', '--data', data, '--engine', 'onnx'), 'nuclei_predict', '--engine', 'onnx')
     assert_one_line_error(run_script('nuclei_predict', '--data', data, '--engine', 'keras', '--precision', 'bf16'), 'nuclei_predict', '--precision bf16')
     assert_one_line_error(run_script('nuclei_evaluate', '--data', data, '--pred', tmp_path, '--engine', 'keras'), 'nuclei_evaluate', '--engine', 'needs a model')
+    copy = tmp_path / 'copy.keras'                                   # the bundled model without its int8 version beside it
+    copy.write_bytes(pretrained_path().read_bytes())
+    assert_one_line_error(run_script('nuclei_predict', '--data', data, '--model', copy, '--precision', 'int8'), 'nuclei_predict', '--precision int8', 'no int8 version', 'nuclei_quantize')
+    assert_one_line_error(run_script('nuclei_predict', '--data', data, '--engine', 'keras', '--precision', 'int8'), 'nuclei_predict', '--precision int8', 'float32 reference')
     r = subprocess.run([sys.executable, '-c', "import sys; sys.modules['openvino'] = None\nfrom nuclei_unet.cli import predict\n"
                         f"sys.exit(predict(['--data', {str(data)!r}, '--out', {str(tmp_path / 'out')!r}]))"], capture_output=True, text=True, timeout=300)
     assert_one_line_error((r.returncode, r.stdout, r.stderr), 'nuclei_predict', '--engine openvino is not installed', 'pip install openvino')
