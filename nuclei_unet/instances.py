@@ -12,14 +12,14 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import remove_small_objects
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
 
 from .core import NucleiError
 from .metrics import dsb_map
 
 # %% auto #0
-__all__ = ['median_diameter', 'resize_labels', 'InstanceParams', 'mask_components', 'probabilities_to_labels', 'tune_instances',
-           'rle_encode', 'rle_decode', 'labels_to_rles', 'rles_to_labels']
+__all__ = ['GROUP_PIXELS', 'median_diameter', 'resize_labels', 'InstanceParams', 'mask_components', 'probabilities_to_labels',
+           'tune_instances', 'rle_encode', 'rle_decode', 'labels_to_rles', 'rles_to_labels']
 
 # %% ../nbs/06_instances.ipynb #5bb3b1b4
 def median_diameter(labels: np.ndarray) -> float | None:
@@ -55,31 +55,46 @@ def mask_components(mask: np.ndarray) -> np.ndarray:
     "8-connected components of a boolean mask as int32 labels (as `skimage.measure.label`, in a quarter the memory)."
     return cv2.connectedComponents(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)[1]
 
-def _split_blob(prob: np.ndarray, blob: np.ndarray, params: InstanceParams) -> np.ndarray:
-    "Nuclei (int32 labels 1..n) in one foreground blob (bool mask) of probabilities `prob` (h,w,C)."
+GROUP_PIXELS = 2**20            # the largest box of foreground blobs split at once (its temporaries: about 30 bytes per pixel)
+
+def _split_blobs(prob: np.ndarray, mask: np.ndarray, params: InstanceParams) -> np.ndarray:
+    "Nuclei (int32 labels 1..n, in raster order of their first pixel) in the foreground `mask` (bool) of probabilities `prob` (h,w,C)."
     height = prob[..., 0] - (prob[..., 1] if prob.shape[2] == 2 else 0)
-    seeds = remove_small_objects(blob & (height > params.seed), max_size=params.min_seed - 1)
-    labels = watershed(-height, mask_components(seeds), mask=blob) if seeds.any() else np.zeros(blob.shape, np.int32)
-    rest = mask_components(blob & (labels == 0))                             # foreground no seed reached
+    seeds = remove_small_objects(mask & (height > params.seed), max_size=params.min_seed - 1)
+    labels = watershed(-height, mask_components(seeds), mask=mask) if seeds.any() else np.zeros(mask.shape, np.int32)
+    rest = mask_components(mask & (labels == 0))                             # foreground no seed reached
     labels[rest > 0] = rest[rest > 0] + labels.max()
     labels[(np.bincount(labels.ravel()) < params.min_size)[labels]] = 0       # drop small nuclei
+    slices = ndi.find_objects(labels)
+    firsts = sorted((sl[0].start, sl[1].start + int(np.argmax(labels[sl[0].start, sl[1]] == i)), i) for i, sl in enumerate(slices, 1) if sl)
     filled = np.zeros(labels.shape, np.int32)
-    for i, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is not None: filled[sl][ndi.binary_fill_holes(labels[sl] == i)] = i
-    return relabel_sequential(filled)[0]
+    for k, (_, _, i) in enumerate(firsts, start=1):                          # a nucleus before any inside its holes
+        filled[slices[i - 1]][ndi.binary_fill_holes(labels[slices[i - 1]] == i)] = k
+    kept = np.zeros(len(firsts) + 1, np.int32)
+    kept[np.unique(filled)] = 1; kept[0] = 0                                  # (a box may hold no background)
+    return np.cumsum(kept, dtype=np.int32)[filled] * kept[filled]            # numbered 1..n again, in order
 
-def probabilities_to_labels(prob: np.ndarray, params: InstanceParams = InstanceParams()) -> np.ndarray:
-    "float probabilities (H,W,C): foreground [, border] in 0..1 -> int32 instance labels (H,W), 1..N."
+def _blob_groups(slices: Sequence, max_pixels: int = GROUP_PIXELS) -> list[tuple[tuple, int, int]]:
+    "Runs of consecutive blobs (from `ndi.find_objects`) whose joint bounding box stays within `max_pixels`: [(box, first id, last id)]."
+    groups, box, first = [], None, None
+    for i, sl in enumerate(slices, start=1):
+        if sl is None: continue
+        joint = sl if box is None else tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(box, sl))
+        if box is not None and (joint[0].stop - joint[0].start) * (joint[1].stop - joint[1].start) > max_pixels:
+            groups.append((box, first, i - 1)); joint, first = sl, None
+        box, first = joint, first or i
+    return groups + [(box, first, len(slices))] if box is not None else groups
+
+def probabilities_to_labels(prob: np.ndarray, params: InstanceParams = InstanceParams(), group_pixels: int = GROUP_PIXELS) -> np.ndarray:
+    "float probabilities (H,W,C): foreground [, border] in 0..1 -> int32 instance labels (H,W), 1..N; `group_pixels` bounds the temporaries."
     prob = np.asarray(prob, np.float32)
     if prob.ndim != 3 or prob.shape[2] not in (1, 2): raise NucleiError(f'expected (H, W, 1 or 2) probabilities, got {prob.shape}', 'prob')
     if not params.use_border: prob = prob[..., :1]
     blobs = mask_components(prob[..., 0] > params.foreground)
     labels, n = np.zeros(blobs.shape, np.int32), 0
-    for i, sl in enumerate(ndi.find_objects(blobs), start=1):
-        if sl is None: continue
-        blob = blobs[sl] == i
-        part = _split_blob(prob[sl], blob, params)
-        labels[sl][part > 0] = part[part > 0] + n
+    for box, first, last in _blob_groups(ndi.find_objects(blobs), group_pixels):
+        part = _split_blobs(prob[box], (blobs[box] >= first) & (blobs[box] <= last), params)
+        labels[box][part > 0] = part[part > 0] + n
         n += int(part.max())
     return labels
 
