@@ -41,7 +41,7 @@ def default_precision(engine: str, flags: set[str] | None = None, model_path: st
 def check_engine(engine: str, precision: str | None = None, flags: set[str] | None = None, model_path: str | os.PathLike | None = None) -> str:
     "The precision `engine` will run `model_path` at (`precision`, or its default here); a `NucleiError` for a combination that cannot run."
     if engine not in ENGINES: raise bad_value('engine', engine, f'unknown engine; choose {" or ".join(ENGINES)}')
-    precision = precision or default_precision(engine, flags, model_path)
+    if precision is None: return default_precision(engine, flags, model_path)     # a default is one that runs
     if precision not in PRECISIONS: raise bad_value('precision', precision, f'choose {", ".join(PRECISIONS)}')
     if precision != 'f32' and engine == 'keras': raise bad_value('precision', precision, f'the keras engine is the float32 reference; use --engine openvino for {precision}')
     if precision == 'bf16' and not has_bf16(flags): raise bad_value('precision', precision, 'this CPU has no bf16 instructions (AVX512-BF16 or AMX); use f32')
