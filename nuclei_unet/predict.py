@@ -79,11 +79,16 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
     r = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA if h < x.shape[0] else cv2.INTER_LINEAR)
     return r.reshape(h, w, -1)
 
+def _rgb_view(image: np.ndarray) -> np.ndarray:
+    "Image (H,W[,1 or 3]) -> (H,W,3), a one-channel image seen as gray (a view, no copy)."
+    h, w = image.shape[:2]
+    return np.broadcast_to(image.reshape(h, w, 1), (h, w, 3)) if image.ndim == 2 or image.shape[2] == 1 else image
+
 def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, overlap: int = 64, tta: bool = False,
                      zoom: float = 1.0, value_range: tuple | None = None, resume: tuple = (0, None)):
     "Yield `(row, y0, y1, probabilities of image rows y0..y1, carry)` a row of tiles at a time (see `predict_probabilities`); `resume=(row, carry)` goes on from a yielded row's carry."
     h, w = image.shape[:2]
-    if image.ndim == 2 or image.shape[2] == 1: image = np.broadcast_to(image.reshape(h, w, 1), (h, w, 3))   # one channel, seen as gray
+    image = _rgb_view(image)
     if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}')
     cfg.check_tile(tile, overlap)
     if not 0 < zoom < 64: raise bad_value('zoom', zoom, 'must be above 0 and below 64')
@@ -183,6 +188,7 @@ class Predictor:
     def predict(self, image: np.ndarray, diameter: float | None = None, value_range: tuple | None = None) -> Prediction:
         "Image (H,W[,1 or 3]) of any dtype -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used); `value_range` as `predict_probabilities`."
         diameter = usable_diameter(self.cfg, diameter, self.path)
+        value_range = value_range or intensity_range(_rgb_view(image), self.cfg.percentiles)   # once, not per zoom tried
         if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0, value_range), None, 'native')
         if diameter is None: return self._estimate(image, value_range)
         if diameter > min(image.shape[:2]) / 2:
