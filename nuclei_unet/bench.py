@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_bench.ipynb #a2b5b511
 from __future__ import annotations
-import json, os, resource, shutil, subprocess, sys, tempfile, time
+import json, os, resource, shlex, shutil, subprocess, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -19,7 +19,7 @@ import numpy as np
 
 from .data import find_dsb2018, list_samples, read_image, read_labels, read_sample
 from .instances import median_diameter, probabilities_to_labels, resize_labels
-from .evaluate import validation_samples
+from .evaluate import evaluate, summarize_scores, validation_samples
 from .engine import default_threads, int8_model, openvino_model
 from .predict import Predictor, predict_folder, predict_probabilities
 from .losses import bce_dice_loss, dice_coef
@@ -30,10 +30,10 @@ from .synthetic import default_data
 from .train import make_dataset, prepare_samples, split_samples
 
 # %% auto #0
-__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'SCALE_FACTORS', 'LARGE_SIDES', 'LARGE_COLUMNS',
-           'OUTPUT_COLUMNS', 'bench_train', 'markdown_table', 'bench_predict', 'engine_cases', 'bench_pretrained',
-           'cpu_summary', 'gflop_per_megapixel', 'matmul_gflops', 'bench_ceiling', 'bench_stages', 'bench_scale',
-           'bench_large', 'bench_outputs', 'bench_parser', 'main']
+__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'THIS_PREDICT', 'SCALE_FACTORS', 'LARGE_SIDES',
+           'LARGE_COLUMNS', 'OUTPUT_COLUMNS', 'bench_train', 'markdown_table', 'bench_predict', 'engine_cases',
+           'bench_pretrained', 'cpu_summary', 'gflop_per_megapixel', 'matmul_gflops', 'bench_ceiling', 'bench_stages',
+           'bench_versus', 'bench_scale', 'bench_large', 'bench_outputs', 'bench_parser', 'main']
 
 # %% ../nbs/90_bench.ipynb #aae3e89f
 def _images_per_s(model, make_input, steps: int, batch_size: int) -> float:
@@ -259,6 +259,46 @@ def bench_stages(data: str | os.PathLike, n_images: int | None = None, engine: s
           ', '.join(f'{k} {v / mp:.3f} s/MP ({100 * v / total:.0f}%)' for k, v in secs.items()))
     return {k: v / mp for k, v in secs.items()}
 
+# %% ../nbs/90_bench.ipynb #6ab86adf
+def _linked_samples(samples: Sequence, into: Path) -> None:
+    "A folder of links to the Kaggle-layout sample folders (`<id>/images/<id>.png`) of `samples`: nothing copied."
+    for s in samples:
+        if s.image.parent.name != 'images': raise NucleiError(f'{s.image}: versus needs a Kaggle-layout folder (<id>/images/<id>.png)', 'data')
+        (into/s.id).symlink_to(s.image.parents[1].resolve(), target_is_directory=True)
+
+def _timed_command(cmd: Sequence[str], log: Path) -> float:
+    "Seconds of one whole process `cmd`, its output kept in `log`."
+    t = time.perf_counter()
+    with open(log, 'w') as f: code = subprocess.run(list(cmd), stdout=f, stderr=subprocess.STDOUT).returncode
+    if code: raise NucleiError(f'{" ".join(cmd)} failed (exit {code}): {log.read_text()[-500:]}')
+    return time.perf_counter() - t
+
+THIS_PREDICT = (sys.executable, '-c', 'import sys; from nuclei_unet.cli import predict; sys.exit(predict())')
+
+def bench_versus(data: str | os.PathLike, other: str, n_images: int | None = None, repeats: int = 2) -> dict:
+    "Whole `nuclei_predict` processes of the command `other` and of this install, alternating, best of `repeats`, on the bundled model's validation images of `data`: seconds, MP/s and mAP of each, and their masks' mAP against each other."
+    samples = validation_samples(list_samples(data), model_info(pretrained_path()))[:n_images]
+    mp = sum(int(np.prod(read_image(s.image).shape[:2])) for s in samples) / 1e6
+    commands = {'other': shlex.split(other), 'this': list(THIS_PREDICT)}
+    seconds = {k: [] for k in commands}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)/'images'
+        folder.mkdir()
+        _linked_samples(samples, folder)
+        for r in range(repeats):
+            for k, cmd in commands.items():
+                out = Path(tmp)/f'{k}{r}'
+                seconds[k].append(_timed_command(cmd + ['--data', str(folder), '--model', str(pretrained_path()), '--out', str(out)], Path(tmp)/f'{k}{r}.log'))
+        linked = list_samples(folder)
+        rows = {k: summarize_scores(evaluate(linked, pred_dir=Path(tmp)/f'{k}0', progress=False))['mAP'] for k in commands}
+        agree = float(np.mean([dsb_score(read_labels(Path(tmp)/'other0'/'labels'/f'{s.id}.png'), read_labels(Path(tmp)/'this0'/'labels'/f'{s.id}.png')) for s in linked]))
+    result = {k: dict(command=shlex.join(cmd), seconds=round(min(seconds[k]), 1), mp_s=round(mp / min(seconds[k]), 3), mAP=rows[k]) for k, cmd in commands.items()}
+    result.update(images=len(samples), megapixels=round(mp, 2), speedup=round(min(seconds['other']) / min(seconds['this']), 2), masks_agree=round(agree, 4))
+    print(f"{len(samples)} validation images, {mp:.2f} megapixels; whole processes, best of {repeats}\n| nuclei_predict | seconds | MP/s | mAP |\n|---|---|---|---|")
+    for k in commands: print(f"| {result[k]['command']} | {result[k]['seconds']} | {result[k]['mp_s']} | {result[k]['mAP']:.4f} |")
+    print(f"this install is {result['speedup']}x the other; their masks agree at mAP {result['masks_agree']:.4f}")
+    return result
+
 # %% ../nbs/90_bench.ipynb #51aed30e
 SCALE_FACTORS = (0.5, 1, 2, 3, 4)
 
@@ -360,7 +400,7 @@ def bench_outputs(data: str | os.PathLike, side: int = 8192) -> dict:
 def bench_parser() -> CommandParser:
     "The arguments of `python -m nuclei_unet.bench`."
     p = CommandParser(prog='nuclei_unet.bench', description='Print benchmark figures.')
-    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'stages', 'scale', 'large', 'outputs'], help='what to measure')
+    p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'stages', 'scale', 'large', 'outputs', 'versus'], help='what to measure')
     p.add_argument('--data', type=Path, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
     p.add_argument('--sizes', type=int, nargs='+', default=[128, 256], help='train: crop sizes')
     p.add_argument('--rates', type=float, nargs='+', default=[0.5, 1.0], help='channel rates')
@@ -370,12 +410,14 @@ def bench_parser() -> CommandParser:
     p.add_argument('--modes', default='auto,true,native', help='scale: diameter modes, comma-separated (default auto,true,native)')
     p.add_argument('--sides', type=int, nargs='+', help=f'large: slide sides (px; default {", ".join(map(str, LARGE_SIDES))}); outputs: the side (default 8192)')
     p.add_argument('--block', type=int, help='large: block side (px; default large.BLOCK)')
+    p.add_argument('--other', help='versus: the nuclei_predict command to compare with (e.g. another version\'s, in its own environment)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--steps', type=int, default=8)
     return p
 
 def _bench(a) -> int:
     "Body of `python -m nuclei_unet.bench`."
+    if a.what == 'versus' and not a.other: raise NucleiError('versus needs --other: the nuclei_predict command to compare with', 'other')
     data = a.data or find_dsb2018() or default_data()
     print(f'data {data}; {os.cpu_count()} CPUs; GPUs: {len(tf.config.list_physical_devices("GPU"))}; batch {a.batch_size}, {a.steps} steps', flush=True)
     if a.what == 'train': bench_train(data, a.sizes, a.rates, a.batch_size, a.steps)
@@ -387,6 +429,7 @@ def _bench(a) -> int:
     elif a.what == 'stages': bench_stages(data, a.images or 67)
     elif a.what == 'large': bench_large(data, a.sides or LARGE_SIDES, a.block)
     elif a.what == 'outputs': bench_outputs(data, (a.sides or [8192])[0])
+    elif a.what == 'versus': bench_versus(data, a.other, a.images)
     else: bench_scale(a.model or pretrained_path(), data, n_images=a.images, modes=a.modes.split(','))
     return 0
 
