@@ -34,7 +34,7 @@ __all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'S
 # %% ../nbs/05_predict.ipynb #d5dc9d45
 MIN_SIDE = 16
 MAX_PASSES, AGREEMENT, ZOOM_RANGE = 3, 1.2, (1 / 8, 4)   # automatic diameter: passes, tolerance, zoom limits
-SCAN_ZOOMS = (1, 1 / 2, 1 / 4, 1 / 8)                    # automatic diameter: the scales tried first
+SCAN_ZOOMS = (1, 1 / 2, 1 / 4, 1 / 8)                    # automatic diameter: the scales tried first (below 1 only for nuclei not smaller than the network's)
 
 def _pad_to(x: np.ndarray, h: int, w: int) -> np.ndarray:
     "Reflect-pad (H,W,C) `x` at the bottom and right to (h,w,C)."
@@ -167,15 +167,21 @@ class Predictor:
         return prob, probabilities_to_labels(prob, self.params.at_zoom(zoom))
 
     def _estimate(self, image: np.ndarray, value_range: tuple | None = None) -> Prediction:
-        "Predict at the network's scale and below, keep the zoom the network is surest at, then predict at the nuclei's scale until it agrees."
-        d_net, scans = self.cfg.diameter, []
-        for zoom in SCAN_ZOOMS:
-            if zoom < 1 and min(image.shape[:2]) * zoom < 2 * d_net: break       # too small to hold a nucleus of the network's size
-            prob = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, tta=self.tta, zoom=zoom, value_range=value_range)
-            scans.append((_uncertainty(prob), zoom, prob))
-        for _, zoom, prob in sorted(scans, key=lambda s: s[0]) + scans[:1]:       # the surest zoom that finds nuclei, else zoom 1
-            labels = probabilities_to_labels(prob, self.params.at_zoom(zoom))    # nuclei only where needed: they cost a third of the time
-            if labels.max(): break
+        "Predict at the network's scale and, unless the nuclei found there are smaller than its diameter, below it; keep the zoom the network is surest at, then predict at the nuclei's scale until it agrees."
+        d_net, zoom = self.cfg.diameter, 1.0
+        prob, labels = self._at(image, zoom, value_range)
+        found = median_diameter(labels)
+        if found is None or found * AGREEMENT > d_net:                           # none, or of its size: larger nuclei look like that too
+            scans = [(_uncertainty(prob), zoom, prob)]
+            for z in SCAN_ZOOMS[1:]:
+                if min(image.shape[:2]) * z < 2 * d_net: break                    # too small to hold a nucleus of the network's size
+                p = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, tta=self.tta, zoom=z, value_range=value_range)
+                scans.append((_uncertainty(p), z, p))
+            for _, z, p in sorted(scans, key=lambda s: s[0]):                     # the surest zoom that finds nuclei, else zoom 1
+                found_labels = labels if z == 1 else probabilities_to_labels(p, self.params.at_zoom(z))   # nuclei only where needed
+                if found_labels.max():
+                    prob, labels, zoom = p, found_labels, z
+                    break
         for _ in range(MAX_PASSES):
             found = median_diameter(labels)
             if found is None: return Prediction(prob, labels, d_net / zoom, 'model' if zoom == 1 else 'estimated')
