@@ -30,10 +30,10 @@ from .synthetic import default_data
 from .train import make_dataset, prepare_samples, split_samples
 
 # %% auto #0
-__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'THIS_PREDICT', 'SCALE_FACTORS', 'LARGE_SIDES',
-           'LARGE_COLUMNS', 'OUTPUT_COLUMNS', 'bench_train', 'markdown_table', 'bench_predict', 'engine_cases',
-           'bench_pretrained', 'cpu_summary', 'gflop_per_megapixel', 'matmul_gflops', 'bench_ceiling', 'bench_stages',
-           'bench_versus', 'bench_scale', 'bench_large', 'bench_outputs', 'bench_parser', 'main']
+__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'SCALE_FACTORS', 'LARGE_SIDES', 'LARGE_COLUMNS',
+           'THIS_PREDICT', 'OUTPUT_COLUMNS', 'VERSUS_COLUMNS', 'bench_train', 'markdown_table', 'bench_predict',
+           'engine_cases', 'bench_pretrained', 'cpu_summary', 'gflop_per_megapixel', 'matmul_gflops', 'bench_ceiling',
+           'bench_stages', 'bench_scale', 'bench_large', 'bench_outputs', 'bench_versus', 'bench_parser', 'main']
 
 # %% ../nbs/90_bench.ipynb #aae3e89f
 def _images_per_s(model, make_input, steps: int, batch_size: int) -> float:
@@ -259,46 +259,6 @@ def bench_stages(data: str | os.PathLike, n_images: int | None = None, engine: s
           ', '.join(f'{k} {v / mp:.3f} s/MP ({100 * v / total:.0f}%)' for k, v in secs.items()))
     return {k: v / mp for k, v in secs.items()}
 
-# %% ../nbs/90_bench.ipynb #6ab86adf
-def _linked_samples(samples: Sequence, into: Path) -> None:
-    "A folder of links to the Kaggle-layout sample folders (`<id>/images/<id>.png`) of `samples`: nothing copied."
-    for s in samples:
-        if s.image.parent.name != 'images': raise NucleiError(f'{s.image}: versus needs a Kaggle-layout folder (<id>/images/<id>.png)', 'data')
-        (into/s.id).symlink_to(s.image.parents[1].resolve(), target_is_directory=True)
-
-def _timed_command(cmd: Sequence[str], log: Path) -> float:
-    "Seconds of one whole process `cmd`, its output kept in `log`."
-    t = time.perf_counter()
-    with open(log, 'w') as f: code = subprocess.run(list(cmd), stdout=f, stderr=subprocess.STDOUT).returncode
-    if code: raise NucleiError(f'{" ".join(cmd)} failed (exit {code}): {log.read_text()[-500:]}')
-    return time.perf_counter() - t
-
-THIS_PREDICT = (sys.executable, '-c', 'import sys; from nuclei_unet.cli import predict; sys.exit(predict())')
-
-def bench_versus(data: str | os.PathLike, other: str, n_images: int | None = None, repeats: int = 2) -> dict:
-    "Whole `nuclei_predict` processes of the command `other` and of this install, alternating, best of `repeats`, on the bundled model's validation images of `data`: seconds, MP/s and mAP of each, and their masks' mAP against each other."
-    samples = validation_samples(list_samples(data), model_info(pretrained_path()))[:n_images]
-    mp = sum(int(np.prod(read_image(s.image).shape[:2])) for s in samples) / 1e6
-    commands = {'other': shlex.split(other), 'this': list(THIS_PREDICT)}
-    seconds = {k: [] for k in commands}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)/'images'
-        folder.mkdir()
-        _linked_samples(samples, folder)
-        for r in range(repeats):
-            for k, cmd in commands.items():
-                out = Path(tmp)/f'{k}{r}'
-                seconds[k].append(_timed_command(cmd + ['--data', str(folder), '--model', str(pretrained_path()), '--out', str(out)], Path(tmp)/f'{k}{r}.log'))
-        linked = list_samples(folder)
-        rows = {k: summarize_scores(evaluate(linked, pred_dir=Path(tmp)/f'{k}0', progress=False))['mAP'] for k in commands}
-        agree = float(np.mean([dsb_score(read_labels(Path(tmp)/'other0'/'labels'/f'{s.id}.png'), read_labels(Path(tmp)/'this0'/'labels'/f'{s.id}.png')) for s in linked]))
-    result = {k: dict(command=shlex.join(cmd), seconds=round(min(seconds[k]), 1), mp_s=round(mp / min(seconds[k]), 3), mAP=rows[k]) for k, cmd in commands.items()}
-    result.update(images=len(samples), megapixels=round(mp, 2), speedup=round(min(seconds['other']) / min(seconds['this']), 2), masks_agree=round(agree, 4))
-    print(f"{len(samples)} validation images, {mp:.2f} megapixels; whole processes, best of {repeats}\n| nuclei_predict | seconds | MP/s | mAP |\n|---|---|---|---|")
-    for k in commands: print(f"| {result[k]['command']} | {result[k]['seconds']} | {result[k]['mp_s']} | {result[k]['mAP']:.4f} |")
-    print(f"this install is {result['speedup']}x the other; their masks agree at mAP {result['masks_agree']:.4f}")
-    return result
-
 # %% ../nbs/90_bench.ipynb #51aed30e
 SCALE_FACTORS = (0.5, 1, 2, 3, 4)
 
@@ -369,12 +329,16 @@ def bench_large(data: str | os.PathLike, sides=LARGE_SIDES, block: int | None = 
     return rows
 
 # %% ../nbs/90_bench.ipynb #c3d1e002
-def _run_measured(cmd: list[str], log: Path) -> tuple[int, float, float]:
-    "Run `cmd` with its output in `log`: (exit code, seconds, the child's peak RSS in MB)."
+def _run_measured(cmd: Sequence[str], log: Path) -> tuple[float, float]:
+    "Run `cmd` with its output in `log`: (seconds, the child's peak RSS in MB); a failure raises one line naming it and its last output line."
     t = time.perf_counter()
-    with open(log, 'w') as f: pid = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT).pid
+    with open(log, 'w') as f: pid = subprocess.Popen(list(cmd), stdout=f, stderr=subprocess.STDOUT).pid
     _, status, usage = os.wait4(pid, 0)
-    return os.waitstatus_to_exitcode(status), time.perf_counter() - t, usage.ru_maxrss / 1024
+    if code := os.waitstatus_to_exitcode(status):
+        raise NucleiError(f'{shlex.join(cmd)} failed (exit {code}): {(log.read_text(errors="replace").strip().splitlines() or [""])[-1]}')
+    return time.perf_counter() - t, usage.ru_maxrss / 1024
+
+THIS_PREDICT = (sys.executable, '-c', 'import sys; from nuclei_unet.cli import predict; sys.exit(predict())')   # this install's nuclei_predict
 
 OUTPUT_COLUMNS = {'side': lambda r: f"{r['side']:,}", 'megapixels': lambda r: f"{r['megapixels']:,.0f}", 'nuclei': lambda r: f"{r['nuclei']:,}",
                   'minutes': lambda r: f"{r['seconds'] / 60:.1f}", 'outputs': lambda r: ', '.join(r['outputs']), 'peak RSS MB': lambda r: f"{r['peak_rss_mb']:,.0f}"}
@@ -386,15 +350,48 @@ def bench_outputs(data: str | os.PathLike, side: int = 8192) -> dict:
         (Path(tmp)/'in').mkdir()
         write_slide(Path(tmp)/'in'/'slide.tif', side, slide_tiles(data))
         out = Path(tmp)/'out'
-        code, seconds, rss = _run_measured([sys.executable, '-c', 'import sys; from nuclei_unet.cli import predict; sys.exit(predict())',
-                                            '--data', str(Path(tmp)/'in'), '--out', str(out), '--tiff', '--figures', 'all', '--export', 'rois,geojson'], Path(tmp)/'log.txt')
-        if code: raise NucleiError(f'nuclei_predict failed (exit {code}): {(Path(tmp)/"log.txt").read_text()[-2000:]}')
+        seconds, rss = _run_measured([*THIS_PREDICT, '--data', str(Path(tmp)/'in'), '--out', str(out), '--tiff', '--figures', 'all', '--export', 'rois,geojson'], Path(tmp)/'log.txt')
         outputs = sorted(f'{p.parent.name}/{p.name}' if p.parent != out else p.name for p in out.glob('**/slide*') if p.parent.suffix != '.zarr')
         outputs += sorted(p.name for p in out.glob('*.csv'))
         row = dict(side=side, megapixels=side * side / 1e6, nuclei=json.loads((out/'records'/'slide.json').read_text())['nuclei'],
                    seconds=round(seconds, 1), outputs=outputs, peak_rss_mb=round(rss))
     print(markdown_table([row], OUTPUT_COLUMNS), flush=True)
     return row
+
+# %% ../nbs/90_bench.ipynb #6ab86adf
+def _linked_samples(samples: Sequence, into: Path) -> None:
+    "Links in `into` to the Kaggle-layout sample folders (`<id>/images/<id>.png`) of `samples`: nothing copied."
+    for s in samples:
+        if s.image.parent.name != 'images': raise NucleiError(f'data: {s.image}: versus needs a Kaggle-layout folder (<id>/images/<id>.png)', 'data')
+        (into/s.id).symlink_to(s.image.parents[1].resolve(), target_is_directory=True)
+
+VERSUS_COLUMNS = {'nuclei_predict': lambda r: r['command'], 'seconds': lambda r: f"{r['seconds']:.1f}",
+                  'MP/s': lambda r: f"{r['mp_s']:.3f}", 'mAP': lambda r: f"{r['mAP']:.4f}"}
+
+def bench_versus(data: str | os.PathLike, other: str, n_images: int | None = None, repeats: int = 2) -> dict:
+    "Whole `nuclei_predict` processes of the command `other` and of this install, alternating, best of `repeats`, on the bundled model's validation images of `data`: seconds, MP/s and mAP of each, and their masks' mAP against each other."
+    samples = validation_samples(list_samples(data), model_info(pretrained_path()))[:n_images]
+    mp = sum(int(np.prod(read_image(s.image).shape[:2])) for s in samples) / 1e6
+    commands = {'other': shlex.split(other), 'this': list(THIS_PREDICT)}
+    seconds = {k: [] for k in commands}
+    with tempfile.TemporaryDirectory(dir=os.environ.get('NUCLEI_UNET_BENCH_TMP')) as tmp:
+        folder = Path(tmp)/'images'
+        folder.mkdir()
+        _linked_samples(samples, folder)
+        for r in range(repeats):
+            for k, cmd in commands.items():
+                args = ['--data', str(folder), '--model', str(pretrained_path()), '--out', str(Path(tmp)/f'{k}{r}')]
+                seconds[k].append(_run_measured(cmd + args, Path(tmp)/f'{k}{r}.log')[0])
+        linked = list_samples(folder)
+        maps = {k: summarize_scores(evaluate(linked, pred_dir=Path(tmp)/f'{k}0', progress=False))['mAP'] for k in commands}
+        labels = lambda k, s: read_labels(Path(tmp)/f'{k}0'/'labels'/f'{s.id}.png')
+        agree = float(np.mean([dsb_score(labels('other', s), labels('this', s)) for s in linked]))
+    rows = [dict(command=shlex.join(cmd), seconds=min(seconds[k]), mp_s=mp / min(seconds[k]), mAP=maps[k]) for k, cmd in commands.items()]
+    print(f'{len(samples)} validation images, {mp:.2f} megapixels; whole processes, best of {repeats}\n' + markdown_table(rows, VERSUS_COLUMNS))
+    speedup = rows[0]['seconds'] / rows[1]['seconds']
+    print(f'this install is {speedup:.2f}x the other; their masks agree at mAP {agree:.4f}', flush=True)
+    return dict(zip(commands, rows), images=len(samples), megapixels=mp, speedup=speedup, masks_agree=agree)
+
 
 # %% ../nbs/90_bench.ipynb #f198cda8
 def bench_parser() -> CommandParser:
@@ -404,20 +401,20 @@ def bench_parser() -> CommandParser:
     p.add_argument('--data', type=Path, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
     p.add_argument('--sizes', type=int, nargs='+', default=[128, 256], help='train: crop sizes')
     p.add_argument('--rates', type=float, nargs='+', default=[0.5, 1.0], help='channel rates')
-    p.add_argument('--images', type=int, help='predict: images from the data (default 12); pretrained, scale: the first N validation images (default all)')
+    p.add_argument('--images', type=int, help='predict: images from the data (default 12); pretrained, scale, versus: the first N validation images (default all)')
     p.add_argument('--large', type=int, help='predict, pretrained: side of the large image (0: none; default 8192 and 4096)')
     p.add_argument('--model', type=Path, help='scale: model file (default: the bundled model)')
     p.add_argument('--modes', default='auto,true,native', help='scale: diameter modes, comma-separated (default auto,true,native)')
     p.add_argument('--sides', type=int, nargs='+', help=f'large: slide sides (px; default {", ".join(map(str, LARGE_SIDES))}); outputs: the side (default 8192)')
     p.add_argument('--block', type=int, help='large: block side (px; default large.BLOCK)')
-    p.add_argument('--other', help='versus: the nuclei_predict command to compare with (e.g. another version\'s, in its own environment)')
+    p.add_argument('--other', help='versus: the nuclei_predict command to compare with (e.g. another version\'s, in its own environment; quote a path with spaces)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--steps', type=int, default=8)
     return p
 
 def _bench(a) -> int:
     "Body of `python -m nuclei_unet.bench`."
-    if a.what == 'versus' and not a.other: raise NucleiError('versus needs --other: the nuclei_predict command to compare with', 'other')
+    if a.what == 'versus' and not a.other: raise NucleiError('other: required by versus (the nuclei_predict command to compare with)', 'other')
     data = a.data or find_dsb2018() or default_data()
     print(f'data {data}; {os.cpu_count()} CPUs; GPUs: {len(tf.config.list_physical_devices("GPU"))}; batch {a.batch_size}, {a.steps} steps', flush=True)
     if a.what == 'train': bench_train(data, a.sizes, a.rates, a.batch_size, a.steps)

@@ -167,7 +167,7 @@ class Predictor:
         return prob, probabilities_to_labels(prob, self.params.at_zoom(zoom))
 
     def _estimate(self, image: np.ndarray, value_range: tuple | None = None) -> Prediction:
-        "Predict at the network's scale and, unless the nuclei found there are smaller than its diameter, below it; keep the zoom the network is surest at, then predict at the nuclei's scale until it agrees."
+        "Predict at the network's scale and, unless the nuclei found there are clearly smaller than its diameter (by more than `AGREEMENT`), below it; keep the zoom the network is surest at, then predict at the nuclei's scale until it agrees."
         d_net, zoom = self.cfg.diameter, 1.0
         prob, labels = self._at(image, zoom, value_range)
         found = median_diameter(labels)
@@ -194,11 +194,11 @@ class Predictor:
     def predict(self, image: np.ndarray, diameter: float | None = None, value_range: tuple | None = None) -> Prediction:
         "Image (H,W[,1 or 3]) of any dtype -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used); `value_range` as `predict_probabilities`."
         diameter = usable_diameter(self.cfg, diameter, self.path)
+        if self.cfg.diameter is not None and diameter is not None and diameter > min(image.shape[:2]) / 2:
+            raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
         value_range = value_range or intensity_range(_rgb_view(image), self.cfg.percentiles)   # once, not per zoom tried
         if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0, value_range), None, 'native')
         if diameter is None: return self._estimate(image, value_range)
-        if diameter > min(image.shape[:2]) / 2:
-            raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
         return Prediction(*self._at(image, self.cfg.diameter / diameter, value_range), float(diameter), 'given')
 
     def probabilities(self, image: np.ndarray, diameter: float | None = None) -> np.ndarray:
