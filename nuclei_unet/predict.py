@@ -170,7 +170,7 @@ class Predictor:
         "Predict at the network's scale and, unless the nuclei found there are clearly smaller than its diameter (by more than `AGREEMENT`), below it; keep the zoom the network is surest at, then predict at the nuclei's scale until it agrees."
         d_net, zoom = self.cfg.diameter, 1.0
         prob, labels = self._at(image, zoom, value_range)
-        found = median_diameter(labels)
+        found = median_diameter(labels)                                          # of the labels at `zoom`, kept with them
         if found is None or found * AGREEMENT > d_net:                           # none, or of its size: larger nuclei look like that too
             scans = [(_uncertainty(prob), zoom, prob)]
             for z in SCAN_ZOOMS[1:]:
@@ -180,21 +180,21 @@ class Predictor:
             for _, z, p in sorted(scans, key=lambda s: s[0]):                     # the surest zoom that finds nuclei, else zoom 1
                 found_labels = labels if z == 1 else probabilities_to_labels(p, self.params.at_zoom(z))   # nuclei only where needed
                 if found_labels.max():
-                    prob, labels, zoom = p, found_labels, z
+                    if z != 1: prob, labels, zoom, found = p, found_labels, z, median_diameter(found_labels)
                     break
         for _ in range(MAX_PASSES):
-            found = median_diameter(labels)
             if found is None: return Prediction(prob, labels, d_net / zoom, 'model' if zoom == 1 else 'estimated')
             new_zoom = float(np.clip(d_net / found, *ZOOM_RANGE))
             if abs(np.log(new_zoom / zoom)) <= np.log(AGREEMENT): break        # the network saw nuclei of about its size
             zoom = new_zoom
             prob, labels = self._at(image, zoom, value_range)
+            found = median_diameter(labels)
         return Prediction(prob, labels, d_net / zoom, 'estimated')
 
     def predict(self, image: np.ndarray, diameter: float | None = None, value_range: tuple | None = None) -> Prediction:
         "Image (H,W[,1 or 3]) of any dtype -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used); `value_range` as `predict_probabilities`."
         diameter = usable_diameter(self.cfg, diameter, self.path)
-        if self.cfg.diameter is not None and diameter is not None and diameter > min(image.shape[:2]) / 2:
+        if diameter is not None and diameter > min(image.shape[:2]) / 2:        # (a native-scale model refused it above)
             raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
         value_range = value_range or intensity_range(_rgb_view(image), self.cfg.percentiles)   # once, not per zoom tried
         if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0, value_range), None, 'native')
