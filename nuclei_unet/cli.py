@@ -8,7 +8,7 @@ import json, sys, time
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import AUGMENTATIONS, UNetConfig, check_run, init_config, model_info, pretrained_path, read_model_config, usable_diameter
+from .config import AUGMENTATIONS, LOSSES, UNetConfig, check_run, init_config, model_info, pretrained_path, read_model_config, usable_diameter
 from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, have, positive_number, run_command
 from .data import list_samples
 from .engine import ENGINES, PRECISIONS, check_engine
@@ -96,6 +96,7 @@ def train_parser() -> CommandParser:
                    'each image is scaled to it from its masks (default: native scale, no rescaling)')
     p.add_argument('--jitter', dest='diameter_jitter', type=float, help='with --diameter: random scale factor up to this either way (default 1.25)')
     p.add_argument('--augment', type=_names, help=f'extra augmentations, comma-separated: {",".join(AUGMENTATIONS)} (default none)')
+    p.add_argument('--loss', choices=LOSSES, help="training loss: bce_dice (default, or the --init model's) or bce_dice_lovasz (adds a Lovász IoU loss on the foreground)")
     p.add_argument('--init', help="start from a trained model: 'pretrained' (the bundled one) or a .keras file; its settings are the defaults")
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--force', action='store_true', help='resume a run in --out even though settings differ from those it was started with')
@@ -104,7 +105,7 @@ def train_parser() -> CommandParser:
 def _train(a) -> int:
     "Body of `nuclei_train`."
     check_run(a.epochs, a.batch_size, a.val_fraction, a.steps_per_epoch)
-    given = {k: getattr(a, k) for k in ('size', 'channel_rate', 'residual', 'batch_norm', 'dropout', 'diameter', 'diameter_jitter', 'augment')}
+    given = {k: getattr(a, k) for k in ('size', 'channel_rate', 'residual', 'batch_norm', 'dropout', 'diameter', 'diameter_jitter', 'augment', 'loss')}
     init = (pretrained_path() if a.init == 'pretrained' else Path(a.init)) if a.init else None
     cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
     data = _data_or_default(a.data)

@@ -11,19 +11,20 @@ from pathlib import Path
 from .core import NucleiError, bad_value
 
 # %% auto #0
-__all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED', 'UNetConfig',
-           'read_model_info', 'read_model_config', 'usable_diameter', 'ModelInfo', 'model_info', 'check_run',
-           'init_config', 'pretrained_path']
+__all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'LOSSES', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED',
+           'UNetConfig', 'read_model_info', 'read_model_config', 'usable_diameter', 'ModelInfo', 'model_info',
+           'check_run', 'init_config', 'pretrained_path']
 
 # %% ../nbs/02a_config.ipynb #fb46a65b
 SIZES = (64, 128, 256, 512)
 CHANNEL_RATES = (0.5, 1.0, 2.0)
 OUTPUTS = ('foreground', 'border')
 AUGMENTATIONS = ('stain', 'gray', 'illumination', 'blur', 'jpeg', 'noise')
+LOSSES = ('bce_dice', 'bce_dice_lovasz')          # `losses.LOSSES` holds the functions
 
 @dataclass
 class UNetConfig:
-    "A U-Net's settings: architecture, training patch size, working scale, outputs, normalization and augmentation."
+    "A U-Net's settings: architecture, training patch size, working scale, outputs, normalization, augmentation and loss."
     size: int = 256                                  # training patch size S (SxS crops)
     channel_rate: float = 1.0                        # filters per level: 32*rate, 64*rate, ... 512*rate
     levels: int = 5                                  # resolution levels (4 poolings for 5)
@@ -35,6 +36,7 @@ class UNetConfig:
     diameter: float | None = None                    # nucleus diameter (px) the network works at; None: native scale
     diameter_jitter: float = 1.25                    # training scales each image to diameter x 1/j..j (with `diameter`)
     augment: tuple = ()                              # training augmentations beyond geometry and intensity, from AUGMENTATIONS
+    loss: str = 'bce_dice'                           # training loss, from LOSSES (older files: bce_dice)
 
     def __post_init__(self):
         self.outputs, self.percentiles, self.augment = tuple(self.outputs), tuple(self.percentiles), tuple(self.augment)
@@ -50,6 +52,7 @@ class UNetConfig:
         if not 1 <= self.diameter_jitter <= 2: raise bad_value('diameter_jitter', float(self.diameter_jitter), 'must be between 1 and 2')
         if set(self.augment) - set(AUGMENTATIONS):
             raise bad_value('augment', self.augment, f'choose from {",".join(AUGMENTATIONS)}')
+        if self.loss not in LOSSES: raise bad_value('loss', self.loss, f'choose from {", ".join(LOSSES)}')
 
     @property
     def filters(self) -> list[int]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .data import Sample, list_samples
 from .eda import collect_stats
-from .losses import bce_dice_loss, dice_coef
+from .losses import LOSSES, dice_coef
 from .model import build_unet, load_model, save_model
 from .plots import plot_history
 from .transforms import augment, load_example
@@ -125,7 +125,7 @@ def rebuild(model: keras.Model, cfg: UNetConfig, policy: str = 'float32', optimi
     if optimizer:
         with dtype_policy(policy):
             new.compile(_inner(model.optimizer).__class__.from_config(_inner(model.optimizer).get_config()),
-                        loss=bce_dice_loss, metrics=[dice_coef])
+                        loss=LOSSES[cfg.loss], metrics=[dice_coef])
         _inner(new.optimizer).build(new.trainable_variables)
         for mine, theirs in zip(_inner(new.optimizer).variables, _inner(model.optimizer).variables): mine.assign(theirs)
     return new
@@ -176,7 +176,7 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
             model, saved_cfg, state = load_model(out/'last.keras', compile=True)
             changed = check_resume(out, saved_cfg, cfg, state.get('run', {}), run, force)
             if changed: print(f'resuming {out} with changed settings (--force): {", ".join(changed)}', file=sys.stderr)
-            if model.layers[1].dtype_policy.name != policy: model = rebuild(model, cfg, policy, optimizer=True)
+            if model.layers[1].dtype_policy.name != policy or saved_cfg.loss != cfg.loss: model = rebuild(model, cfg, policy, optimizer=True)
             rows, best, run['init'] = state['history'], state['best_val_loss'], state.get('run', {}).get('init')
             extra = {k: state[k] for k in ('instances', 'tta_instances') if k in state}
             if (out/'model.keras').exists(): best = min(best, read_model_info(out/'model.keras').get('val_loss', best))
@@ -189,7 +189,7 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
                 model.set_weights(start.get_weights())
                 run['init'] = str(init)
                 extra = {k: init_info[k] for k in ('instances', 'tta_instances') if k in init_info}   # its tuned thresholds
-            model.compile(keras.optimizers.Adam(lr), loss=bce_dice_loss, metrics=[dice_coef], jit_compile=bool(gpus))
+            model.compile(keras.optimizers.Adam(lr), loss=LOSSES[cfg.loss], metrics=[dice_coef], jit_compile=bool(gpus))
     if len(rows) >= epochs:
         print(f'{out}: already trained for {len(rows)} epochs', file=sys.stderr)
         return rows
