@@ -38,6 +38,7 @@ def test_fresh_install_default_run(tmp_path):
 @pytest.mark.parametrize('flags, named', [
     (['-s', '100'], '--size 100'), (['-s', 'big'], '--size'), (['-c', '3'], '--channel-rate 3'),
     (['-e', '0'], '--epochs 0'), (['--dropout', '0.9'], '--dropout 0.9'), (['--val-fraction', '1'], '--val-fraction 1'),
+    (['--loss', 'mse'], '--loss'),
 ])
 def test_bad_flags(tmp_path, flags, named):
     assert_one_line_error(run_script('nuclei_train', *flags, '--out', tmp_path / 'o'), 'nuclei_train', named)
@@ -79,12 +80,13 @@ def test_sigkill_then_rerun_resumes(tmp_path):
 
 
 def test_papermill_run(tmp_path):
-    "The papermill notebook runs with parameters from the command line and writes a resumable run."
+    "The papermill notebook runs with parameters from the command line and writes a resumable run with the loss asked for."
     r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / 'train_run.ipynb'), str(tmp_path / 'out.ipynb'),
-                        '-p', 'epochs', '2', '-p', 'out_dir', str(tmp_path / 'run'), '--cwd', str(ROOT / 'nbs')],
+                        '-p', 'epochs', '2', '-p', 'out_dir', str(tmp_path / 'run'), '-p', 'loss', 'bce_dice_lovasz', '--cwd', str(ROOT / 'nbs')],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert epochs_in(tmp_path / 'run' / 'history.csv') == [0, 1]
+    assert load_model(tmp_path / 'run' / 'model.keras')[1].loss == 'bce_dice_lovasz'
     assert 'val Dice' in (tmp_path / 'out.ipynb').read_text()
 
 
