@@ -20,7 +20,7 @@ SIZES = (64, 128, 256, 512)
 CHANNEL_RATES = (0.5, 1.0, 2.0)
 OUTPUTS = ('foreground', 'border')
 AUGMENTATIONS = ('stain', 'gray', 'illumination', 'blur', 'jpeg', 'noise')
-LOSSES = ('bce_dice', 'bce_dice_lovasz')          # `losses.LOSSES` holds the functions
+LOSSES = ('bce_dice', 'bce_dice_lovasz')          # `losses.LOSS_FUNCTIONS` holds the functions
 
 @dataclass
 class UNetConfig:

@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 # %% auto #0
-__all__ = ['LOSSES', 'dice_coef', 'dice_loss', 'bce_dice_loss', 'bce_dice_lovasz_loss']
+__all__ = ['LOSS_FUNCTIONS', 'dice_coef', 'dice_loss', 'bce_dice_loss', 'bce_dice_lovasz_loss']
 
 # %% ../nbs/03a_losses.ipynb #40f5d034
 def _soft_dice(t, p, smooth: float = 1.0):
@@ -55,4 +55,4 @@ def bce_dice_lovasz_loss(y_true, y_pred):
     t, p = ops.cast(y_true, 'float32'), ops.cast(y_pred, 'float32')
     return bce_dice_loss(t, p) + ops.mean(_lovasz_foreground(t, p))
 
-LOSSES = {'bce_dice': bce_dice_loss, 'bce_dice_lovasz': bce_dice_lovasz_loss}    # `UNetConfig.loss` -> the function
+LOSS_FUNCTIONS = {'bce_dice': bce_dice_loss, 'bce_dice_lovasz': bce_dice_lovasz_loss}    # `UNetConfig.loss` (one of `config.LOSSES`) -> the function

@@ -18,7 +18,7 @@ import numpy as np
 
 from .data import Sample, list_samples
 from .eda import collect_stats
-from .losses import LOSSES, dice_coef
+from .losses import LOSS_FUNCTIONS, dice_coef
 from .model import build_unet, load_model, save_model
 from .plots import plot_history
 from .transforms import augment, load_example
@@ -125,7 +125,7 @@ def rebuild(model: keras.Model, cfg: UNetConfig, policy: str = 'float32', optimi
     if optimizer:
         with dtype_policy(policy):
             new.compile(_inner(model.optimizer).__class__.from_config(_inner(model.optimizer).get_config()),
-                        loss=LOSSES[cfg.loss], metrics=[dice_coef])
+                        loss=LOSS_FUNCTIONS[cfg.loss], metrics=[dice_coef])
         _inner(new.optimizer).build(new.trainable_variables)
         for mine, theirs in zip(_inner(new.optimizer).variables, _inner(model.optimizer).variables): mine.assign(theirs)
     return new
@@ -189,7 +189,7 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
                 model.set_weights(start.get_weights())
                 run['init'] = str(init)
                 extra = {k: init_info[k] for k in ('instances', 'tta_instances') if k in init_info}   # its tuned thresholds
-            model.compile(keras.optimizers.Adam(lr), loss=LOSSES[cfg.loss], metrics=[dice_coef], jit_compile=bool(gpus))
+            model.compile(keras.optimizers.Adam(lr), loss=LOSS_FUNCTIONS[cfg.loss], metrics=[dice_coef], jit_compile=bool(gpus))
     if len(rows) >= epochs:
         print(f'{out}: already trained for {len(rows)} epochs', file=sys.stderr)
         return rows
