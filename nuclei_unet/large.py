@@ -109,7 +109,7 @@ def plan_image(predictor: Predictor, pixels, diameter: float | None = None) -> d
         side = min(CROP_SIDE, H, W)
         crops = [read_pixels(pixels, np.s_[y:y + side, x:x + side]) for y, x in _richest_crops(thumb, step, value_range, side, CROPS)]
         rows = [np.concatenate(crops[i:i + 2], axis=1) for i in range(0, len(crops) - 1, 2)] or crops[:1]
-        found = predictor.predict(np.concatenate(rows, axis=0), None, value_range)
+        found = predictor.estimate(np.concatenate(rows, axis=0), value_range)
         diameter, source = found.diameter, found.diameter_source
     else: source = 'given'
     return dict(value_range=value_range, diameter=float(diameter), diameter_source=source, zoom=predictor.cfg.diameter / diameter)

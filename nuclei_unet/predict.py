@@ -160,36 +160,44 @@ class Predictor:
         self.engine = load_engine(model_path, engine, precision, threads)      # see `engine`: OpenVINO by default, or Keras
         self.spec = dict(model_path=str(model_path), params=params, tta=tta, tile=tile, engine=engine, precision=precision, threads=threads)   # rebuilds it elsewhere
         self.params = params or InstanceParams(**self.info.thresholds(tta))   # those tuned for TTA, where the model has them
+        self.plain_params = params or InstanceParams(**self.info.thresholds(False))   # those the diameter is estimated with (never with TTA)
 
-    def _at(self, image: np.ndarray, zoom: float, value_range: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
-        "(probabilities, labels) of `image` with the network at `zoom`."
-        prob = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, tta=self.tta, zoom=zoom, value_range=value_range)
-        return prob, probabilities_to_labels(prob, self.params.at_zoom(zoom))
+    def _at(self, image: np.ndarray, zoom: float, value_range: tuple | None = None, tta: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        "(probabilities, labels) of `image` with the network at `zoom`, with test-time augmentation if `tta` (None: as this predictor has it)."
+        tta = self.tta if tta is None else tta
+        prob = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, tta=tta, zoom=zoom, value_range=value_range)
+        return prob, self._labels(prob, zoom, tta)
 
-    def _estimate(self, image: np.ndarray, value_range: tuple | None = None) -> Prediction:
-        "Predict at the network's scale and, unless the nuclei found there are clearly smaller than its diameter (by more than `AGREEMENT`), below it; keep the zoom the network is surest at, then predict at the nuclei's scale until it agrees."
-        d_net, zoom = self.cfg.diameter, 1.0
-        prob, labels = self._at(image, zoom, value_range)
+    def _labels(self, prob: np.ndarray, zoom: float, tta: bool) -> np.ndarray:
+        "Instances of `prob` made at `zoom`, with the thresholds for probabilities made with or without `tta`."
+        return probabilities_to_labels(prob, (self.params if tta else self.plain_params).at_zoom(zoom))
+
+    def estimate(self, image: np.ndarray, value_range: tuple | None = None) -> Prediction:
+        "`Prediction` at the estimated diameter, never with TTA: predict at the network's scale and, unless the nuclei found there are clearly smaller than its diameter (by more than `AGREEMENT`), below it; keep the zoom the network is surest at, then predict at the nuclei's scale until it agrees; `value_range` as `predict_probabilities`."
+        d_net, zoom, source = self.cfg.diameter, 1.0, 'estimated'
+        prob, labels = self._at(image, zoom, value_range, tta=False)
         found = median_diameter(labels)                                          # of the labels at `zoom`, kept with them
         if found is None or found * AGREEMENT > d_net:                           # none, or of its size: larger nuclei look like that too
             scans = [(_uncertainty(prob), zoom, prob)]
             for z in SCAN_ZOOMS[1:]:
                 if min(image.shape[:2]) * z < 2 * d_net: break                    # too small to hold a nucleus of the network's size
-                p = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, tta=self.tta, zoom=z, value_range=value_range)
+                p = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, zoom=z, value_range=value_range)
                 scans.append((_uncertainty(p), z, p))
             for _, z, p in sorted(scans, key=lambda s: s[0]):                     # the surest zoom that finds nuclei, else zoom 1
-                found_labels = labels if z == 1 else probabilities_to_labels(p, self.params.at_zoom(z))   # nuclei only where needed
+                found_labels = labels if z == 1 else self._labels(p, z, tta=False)   # nuclei only where needed
                 if found_labels.max():
                     if z != 1: prob, labels, zoom, found = p, found_labels, z, median_diameter(found_labels)
                     break
         for _ in range(MAX_PASSES):
-            if found is None: return Prediction(prob, labels, d_net / zoom, 'model' if zoom == 1 else 'estimated')
+            if found is None:
+                source = 'model' if zoom == 1 else 'estimated'
+                break
             new_zoom = float(np.clip(d_net / found, *ZOOM_RANGE))
             if abs(np.log(new_zoom / zoom)) <= np.log(AGREEMENT): break        # the network saw nuclei of about its size
             zoom = new_zoom
-            prob, labels = self._at(image, zoom, value_range)
+            prob, labels = self._at(image, zoom, value_range, tta=False)
             found = median_diameter(labels)
-        return Prediction(prob, labels, d_net / zoom, 'estimated')
+        return Prediction(prob, labels, d_net / zoom, source)
 
     def predict(self, image: np.ndarray, diameter: float | None = None, value_range: tuple | None = None) -> Prediction:
         "Image (H,W[,1 or 3]) of any dtype -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used); `value_range` as `predict_probabilities`."
@@ -198,8 +206,12 @@ class Predictor:
             raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
         value_range = value_range or intensity_range(_rgb_view(image), self.cfg.percentiles)   # once, not per zoom tried
         if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0, value_range), None, 'native')
-        if diameter is None: return self._estimate(image, value_range)
-        return Prediction(*self._at(image, self.cfg.diameter / diameter, value_range), float(diameter), 'given')
+        if diameter is None:
+            found = self.estimate(image, value_range)          # without TTA: its averaged views look less sure at every zoom, which skews the choice
+            if not self.tta: return found
+            diameter, source = found.diameter, found.diameter_source
+        else: source = 'given'
+        return Prediction(*self._at(image, self.cfg.diameter / diameter, value_range), float(diameter), source)
 
     def probabilities(self, image: np.ndarray, diameter: float | None = None) -> np.ndarray:
         "float32 probabilities (H,W,C) of RGB uint8 `image` at its own size, as `predict` makes them."
