@@ -134,7 +134,7 @@ def predict_parser() -> CommandParser:
     p.add_argument('--out', type=Path, default=Path('output/predict'), help='output folder (default output/predict)')
     p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
                    help='median nucleus diameter of the images in pixels, or auto to estimate it per image (default auto)')
-    p.add_argument('--tta', action='store_true', help='average 8 flipped/rotated views (8x slower)')
+    p.add_argument('--tta', action='store_true', help='average 8 flipped/rotated views in the last pass at the chosen diameter (it becomes 8x slower)')
     p.add_argument('--tile', type=int, default=512, help='tile side for large images (default 512)')
     p.add_argument('--overwrite', action='store_true', help='predict again images already done')
     p.add_argument('--channel', help='the nuclear channel of multi-channel images: 1-based (as Fiji\'s C1..Cn) or a name from OME metadata')
