@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_engine.ipynb #60e19db9
 from __future__ import annotations
-import hashlib, json, os, shutil, tempfile
+import hashlib, json, os, shutil, tempfile, threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -119,8 +119,11 @@ def _openvino_run(model_path: Path, precision: str, threads: int) -> Callable:
     xml = int8_model(model_path) if precision == 'int8' else openvino_model(model_path)     # int8: what is not quantized runs in f32
     try: compiled = ov.Core().compile_model(xml, 'CPU', config)
     except RuntimeError as e: raise NucleiError(f'{model_path}: engine openvino cannot load this model ({str(e).splitlines()[0]}); use --engine keras') from None
-    request = compiled.create_infer_request()
-    return lambda x: np.array(request.infer({0: x})[0], np.float32)            # a copy: the next call reuses the buffer
+    local = threading.local()                  # a request runs one call at a time: one per thread (a Dask worker runs several)
+    def run(x):
+        if not hasattr(local, 'request'): local.request = compiled.create_infer_request()
+        return np.array(local.request.infer({0: x})[0], np.float32)             # a copy: the next call reuses the buffer
+    return run
 
 def _keras_run(model_path: Path, threads: int) -> Callable:
     "A traced Keras inference function of `model_path`."

@@ -1,4 +1,4 @@
-"`nuclei_predict --scheduler` on a real Dask LocalCluster of 2 worker processes on loopback: the same labels as a local run, and a killed worker's images done elsewhere."
+"`nuclei_predict --scheduler` on a real Dask LocalCluster of 2 worker processes of 2 threads each on loopback (threads share a process's model): the same labels as a local run, and a killed worker's images done elsewhere."
 import os
 import signal
 import threading
@@ -21,7 +21,7 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope='module')
 def cluster():
     distributed = pytest.importorskip('distributed')
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None) as c:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, host='127.0.0.1', dashboard_address=None) as c:
         yield c
 
 
