@@ -146,7 +146,14 @@ def decode_file(path: str | os.PathLike) -> np.ndarray:
 VENDOR_FORMATS = {'.czi': 'Zeiss CZI', '.nd2': 'Nikon ND2', '.lif': 'Leica LIF', '.lsm': 'Zeiss LSM', '.oib': 'Olympus OIB',
                   '.oif': 'Olympus OIF', '.vsi': 'Olympus VSI', '.ims': 'Imaris', '.dv': 'DeltaVision', '.svs': 'Aperio SVS'}
 MAX_PIXELS = 1 << 30                   # values (planes x pixels x channels) one file may decode to in memory
-_UM = {'µm': 1.0, 'um': 1.0, 'micron': 1.0, 'microns': 1.0, '\\u00B5m': 1.0, 'nm': 1e-3, 'mm': 1e3}
+_UM = {'pm': 1e-6, 'picometer': 1e-6, 'Å': 1e-4, 'angstrom': 1e-4, 'nm': 1e-3, 'nanometer': 1e-3, 'µm': 1.0, 'um': 1.0, 'micron': 1.0,
+       'microns': 1.0, '\\u00B5m': 1.0, 'micrometer': 1.0, 'mm': 1e3, 'millimeter': 1e3, 'cm': 1e4, 'centimeter': 1e4, 'm': 1e6, 'meter': 1e6}
+
+def _um(size, unit) -> float | None:
+    "Pixel size `size` in `unit` (OME, ImageJ or OME-Zarr names) as µm; None where it is missing, unreadable (\"0,325\") or in a unit not known."
+    try: um = float(size) * _UM[unit]
+    except (TypeError, ValueError, KeyError): return None
+    return um if np.isfinite(um) and um > 0 else None
 
 @dataclass(frozen=True)
 class RawImage:
@@ -180,16 +187,15 @@ def _tiff_metadata(tif) -> tuple[tuple[str, ...], float | None]:
     "Channel names and pixel size (µm) from a TIFF's OME or ImageJ metadata."
     if tif.is_ome:
         from xml.etree import ElementTree
-        root = ElementTree.fromstring(tif.ome_metadata)
+        try: root = ElementTree.fromstring(tif.ome_metadata)
+        except ElementTree.ParseError: return (), None                           # damaged metadata: the pixels are still readable
         ns = root.tag[:root.tag.index('}') + 1] if root.tag.startswith('{') else ''
         px = root.find(f'.//{ns}Pixels')
         if px is None: return (), None
         names = tuple(c.get('Name') or f'C{i + 1}' for i, c in enumerate(px.findall(f'{ns}Channel')))
-        size = px.get('PhysicalSizeX')
-        return names, float(size) * _UM.get(px.get('PhysicalSizeXUnit', 'µm'), np.nan) if size else None
+        return names, _um(px.get('PhysicalSizeX'), px.get('PhysicalSizeXUnit', 'µm'))
     unit, res = (tif.imagej_metadata or {}).get('unit'), tif.pages[0].tags.get('XResolution')
-    if tif.is_imagej and unit in _UM and res and res.value[0]: return (), res.value[1] / res.value[0] * _UM[unit]
-    return (), None
+    return (), _um(res.value[1] / res.value[0], unit) if tif.is_imagej and res and res.value[0] else None
 
 MAX_LAZY_VALUES = 1 << 36             # values a file read lazily may claim (a 100,000^2 RGB slide holds 3 x 10^10)
 
@@ -214,7 +220,9 @@ def _read_tiff(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, 
             elif series.dataoffset is not None: arr = _lazy_array(tifffile.memmap(path, series=0, mode='r'))   # uncompressed: mapped
             else: arr = _lazy_array(need('zarr').open(tif.series[0].aszarr(level=0), mode='r'))
             if arr.ndim != len(axes) or arr.size == 0: raise NucleiError(f'{path}: not a readable TIFF (its pixel data do not match its header)')
-            colour = 'S' in axes and tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB and arr.dtype == np.uint8
+            page, PH = tif.pages[0], tifffile.PHOTOMETRIC                   # JPEG-compressed colour is stored as YCbCr and decoded to RGB
+            colour = 'S' in axes and arr.dtype == np.uint8 and (page.photometric == PH.RGB or page.photometric == PH.YCBCR and page.compression == tifffile.COMPRESSION.JPEG)
+            if colour and arr.shape[axes.index('S')] > 3: arr = arr[(slice(None),) * axes.index('S') + (slice(0, 3),)]   # alpha and extra samples dropped
             names, size = _tiff_metadata(tif)
     except NucleiError: raise
     except Exception as e: raise NucleiError(f'{path}: not a readable TIFF ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"})') from None
@@ -234,16 +242,15 @@ def _read_zarr(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, 
         if hasattr(node, 'shape') and len(node.shape) == 2: arr, axes, names, size = node, 'YX', (), None
         else: raise NucleiError(f'{path}: a Zarr {"array of shape " + "x".join(map(str, node.shape)) if hasattr(node, "shape") else "group"} without OME-Zarr (NGFF) multiscales metadata; expected a 2-D (y, x) array or an OME-Zarr image')
     else:
-        ms = ome['multiscales'][0]
-        level = ms['datasets'][0]
-        arr = node[level['path']]
+        try: ms = ome['multiscales'][0]; level = ms['datasets'][0]; arr = node[level['path']]
+        except (KeyError, IndexError, TypeError) as e: raise NucleiError(f'{path}: damaged OME-Zarr: its multiscales metadata name no readable full-resolution level ({type(e).__name__}: {e}); an interrupted copy?') from None
         axes = ''.join(_NGFF_AXES.get(str(a['name'] if isinstance(a, dict) else a).lower(), 'Q') for a in ms.get('axes', 'tczyx'[-arr.ndim:]))
         if len(axes) != arr.ndim or 'Y' not in axes or 'X' not in axes:
             raise NucleiError(f'{path}: a Zarr array of shape {"x".join(map(str, arr.shape))} whose axes ({axes}) lack y and x; expected OME-Zarr axes such as (c, y, x)')
         names = tuple(c.get('label') or f'C{i + 1}' for i, c in enumerate(ome.get('omero', {}).get('channels', [])))
         scale = next((t['scale'] for t in level.get('coordinateTransformations', []) if t.get('type') == 'scale'), None)
         unit = next((a.get('unit') for a in ms.get('axes', []) if isinstance(a, dict) and a.get('name', '').lower() == 'x'), None)
-        size = scale[axes.index('X')] * {'micrometer': 1.0, 'nanometer': 1e-3, 'millimeter': 1e3}.get(unit, np.nan) if scale and unit else None
+        size = _um(scale[axes.index('X')], unit) if scale else None
     _check_size(path, arr.shape, axes, lazy)
     return _lazy_array(arr) if lazy else arr[...], axes, names, size, False
 
@@ -251,7 +258,8 @@ def _read_other(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple,
     "(pixels, axes, names, pixel size, colour) of a PNG/JPEG/BMP (OpenCV, always decoded whole) or `.npy` file (Y,X) / (Y,X,C)."
     if path.suffix.lower() == '.npy':
         try: arr = np.load(path, allow_pickle=False, mmap_mode='r' if lazy else None)
-        except (OSError, ValueError) as e: raise NucleiError(f'{path}: not a readable .npy array ({str(e).splitlines()[0]})') from None
+        except (OSError, ValueError, EOFError) as e: raise NucleiError(f'{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else "empty or truncated"})') from None
+        if arr.size == 0: raise NucleiError(f'{path}: an empty array {arr.shape}')
         if arr.ndim not in (2, 3) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise NucleiError(f'{path}: expected a numeric (Y,X) or (Y,X,C) array, got {arr.dtype} {arr.shape}')
         return _lazy_array(arr) if lazy else arr, 'YXC'[:arr.ndim], (), None, False
@@ -294,13 +302,16 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
     if axes.count('Q') > 1: raise NucleiError(f'{where}: more than one axis of unknown meaning')
     if 'Q' in axes:                                                           # pages without metadata: the flags say what they are
         if z is not None and 'Z' not in axes: axes = axes.replace('Q', 'Z')
-        elif channel is not None and 'C' not in axes: axes = axes.replace('Q', 'C')
-        else: raise NucleiError(f'{where}: {arr.shape[axes.index("Q")]} planes of unknown meaning; say what they are with --z max|mean|N (a z-stack) or --channel N (channels)', 'z')
+        elif channel is not None and 'C' not in axes and 'S' not in axes: axes = axes.replace('Q', 'C')
+        else:                                                                 # pages of colour images, or beside channels, can only be a z-stack
+            only_z = 'C' in axes or 'S' in axes
+            raise NucleiError(f'{where}: {arr.shape[axes.index("Q")]} {"colour " * ("S" in axes)}planes of unknown meaning; say what they are with --z max|mean|N (a z-stack){"" if only_z else " or --channel N (channels)"}', 'z')
     if 'T' in axes: arr, axes = _frame(where, arr, axes.index('T'), frame), axes.replace('T', '')
     elif frame not in (None, 1): raise NucleiError(f'{where}: frame {frame}: it has no time axis', 'frame')
     if 'Z' in axes:
         if z is None: raise NucleiError(f'{where}: a z-stack of {arr.shape[axes.index("Z")]} planes; choose --z max, --z mean or --z N (1..{arr.shape[axes.index("Z")]})', 'z')
         arr, axes = _project(path, arr, axes.index('Z'), z), axes.replace('Z', '')
+    if 'C' in axes and 'S' in axes: raise NucleiError(f'{where}: channels of colour (RGB) images are not read; save the channel that shows the nuclei as an image of its own')
     nuclear = 0
     if 'C' in axes or ('S' in axes and channel is not None):
         c = axes.index('C') if 'C' in axes else axes.index('S')
@@ -359,10 +370,19 @@ def masks_to_labels(mask_paths: Iterable[str | os.PathLike], shape: tuple) -> np
     return labels
 
 # %% ../nbs/00_data.ipynb #fc70aa7c
+def _label_values(path: Path) -> np.ndarray:
+    "A label file's values (Y,X[,C]) as stored: TIFF and `.npy` through their readers (every plane seen), other formats through OpenCV."
+    if path.suffix.lower() not in ('.tif', '.tiff', '.npy'): return decode_file(path)
+    arr, axes, *_ = (_read_other if path.suffix.lower() == '.npy' else _read_tiff)(path)
+    keep = [i for i, (a, n) in enumerate(zip(axes, arr.shape)) if n > 1 or a in 'YX']      # size-1 axes say nothing
+    arr, axes = arr.reshape([arr.shape[i] for i in keep]), ''.join(axes[i] for i in keep)
+    if axes[:2] != 'YX' or len(axes) > 3: raise NucleiError(f'{path}: a label image must be 2-D, not {"x".join(map(str, arr.shape))} ({axes.replace("Q", "?")}); save one plane per file')
+    return arr
+
 def read_labels(path: str | os.PathLike, image_shape: tuple | None = None) -> np.ndarray:
     "Read an instance label image (2-D, integer, 0 = background) as int32 labels 1..N, checked against its image."
     path = Path(path)
-    a = decode_file(path)
+    a = _label_values(path)
     if a.ndim == 3 and a.shape[2] > 1:
         if not (a == a[..., :1]).all(): raise NucleiError(f'{path}: a label image must have one channel, not {a.shape[2]}')
         a = a[..., 0]
@@ -463,8 +483,10 @@ def cached_masks_to_labels(sample: Sample, shape: tuple) -> np.ndarray:
         if cached is not None and cached.shape == tuple(shape[:2]): return cached.astype(np.int32)
     labels = masks_to_labels(sample.masks, shape)
     if labels.max() < 2**16:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, labels.astype(np.uint16))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_image(path, labels.astype(np.uint16))
+        except OSError: pass                                       # a cache that cannot be written (read-only home, full disk): go on without it
     return labels
 
 # %% ../nbs/00_data.ipynb #6351eec9
