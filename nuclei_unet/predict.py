@@ -80,9 +80,13 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
     return r.reshape(h, w, -1)
 
 def _rgb_view(image: np.ndarray) -> np.ndarray:
-    "Image (H,W[,1 or 3]) -> (H,W,3), a one-channel image seen as gray (a view, no copy)."
+    "Image (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4) -> (H,W,3) without a copy (gray seen three times, alpha left out; bool as 0 and 255); other shapes: a `NucleiError`."
+    if image.dtype == bool: image = image.astype(np.uint8) * np.uint8(255)
+    c = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else 0
+    if c == 4 and image.dtype == np.uint8: return image[..., :3]          # RGBA, as skimage.io.imread gives a PNG
+    if c not in (1, 3): raise NucleiError(f'an image of shape {image.shape} ({image.dtype}): expected (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4); of several channels give the nuclear one, image[..., c]', 'image')
     h, w = image.shape[:2]
-    return np.broadcast_to(image.reshape(h, w, 1), (h, w, 3)) if image.ndim == 2 or image.shape[2] == 1 else image
+    return np.broadcast_to(image.reshape(h, w, 1), (h, w, 3)) if c == 1 else image
 
 def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, overlap: int = 64, tta: bool = False,
                      zoom: float = 1.0, value_range: tuple | None = None, resume: tuple = (0, None)):
@@ -124,7 +128,7 @@ def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, ove
 
 def predict_probabilities(net: Callable, cfg: UNetConfig, image: np.ndarray, tile: int = 512,
                           overlap: int = 64, tta: bool = False, zoom: float = 1.0, value_range: tuple | None = None) -> np.ndarray:
-    "Image (H,W[,1 or 3]) of any dtype -> float32 probabilities (H,W,len(cfg.outputs)) from `net` (an `Engine` or a Keras model), seeing it resized by `zoom`, tiled above `tile`; `value_range`: the intensities mapped to 0..1 (default: the image's percentiles)."
+    "Image (H,W[,1 or 3]) of any dtype, or RGBA uint8 -> float32 probabilities (H,W,len(cfg.outputs)) from `net` (an `Engine` or a Keras model), seeing it resized by `zoom`, tiled above `tile`; `value_range`: the intensities mapped to 0..1 (default: the image's percentiles)."
     rows = probability_rows(net, cfg, image, tile, overlap, tta, zoom, value_range)
     _, _, _, first, _ = next(rows)
     if len(first) == image.shape[0]: return first
@@ -200,7 +204,7 @@ class Predictor:
         return Prediction(prob, labels, d_net / zoom, source)
 
     def predict(self, image: np.ndarray, diameter: float | None = None, value_range: tuple | None = None) -> Prediction:
-        "Image (H,W[,1 or 3]) of any dtype -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used); `value_range` as `predict_probabilities`."
+        "Image (H,W[,1 or 3]) of any dtype, or RGBA uint8 -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used); `value_range` as `predict_probabilities`."
         diameter = usable_diameter(self.cfg, diameter, self.path)
         if diameter is not None and diameter > min(image.shape[:2]) / 2:        # (a native-scale model refused it above)
             raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
@@ -277,13 +281,16 @@ def run_settings(predictor: Predictor, diameter: float | None = None, channel: i
                 diameter='auto' if diameter is None else float(diameter), instances=asdict(predictor.params), tta=predictor.tta,
                 channel=None if channel is None else str(channel), z=None if z is None else str(z), pixel_size=pixel_size, version=__version__)
 
+def _finished_any(out: Path) -> bool:
+    "Whether `out` holds any image's labels (written last, they mark an image done)."
+    return (out/'labels').is_dir() and any(p.suffix == '.png' or p.name.endswith('.ome.zarr') for p in (out/'labels').iterdir() if not p.name.startswith('.'))
+
 def claim_folder(out: Path, settings: dict, overwrite: bool = False) -> Path | None:
-    "Record `settings` in `out/run.json`; outputs of other settings are refused, or with `overwrite` moved to `out/.old-<time>/` (returned)."
+    "Record `settings` in `out/run.json`; finished outputs of other settings are refused, or with `overwrite` moved to `out/.old-<time>/` (returned)."
     try: old = json.loads((out/'run.json').read_text())
-    except FileNotFoundError: old = None if not any((out/'labels').glob('*.png')) else {}     # outputs without a record: unknown settings
-    except ValueError: old = {}
+    except (FileNotFoundError, ValueError): old = {}                         # no record, or a damaged one: unknown settings
     aside = None
-    if old is not None and old != settings:
+    if old != settings and _finished_any(out):                               # a run that finished no image leaves nothing to keep apart
         changed = sorted(k for k in settings if old.get(k) != settings[k])
         if not overwrite: raise bad_value('out', out, f'holds outputs made with other settings ({", ".join(changed)}); add --overwrite to move them to {out}/.old-<time>/, or choose another --out')
         aside = ensure_dir(out/f'.old-{time.strftime("%Y%m%d-%H%M%S")}-{os.getpid()}')
