@@ -87,7 +87,7 @@ def train_parser() -> CommandParser:
     p.add_argument('--out', type=Path, default=Path('output/train'), help='run folder (default output/train)')
     p.add_argument('--batch-size', type=int, default=8, help='crops per step (default 8)')
     p.add_argument('--steps-per-epoch', type=int, help='default: training images / batch size')
-    p.add_argument('--lr', type=float, help='initial learning rate (default 1e-3, 1e-4 with --init)')
+    p.add_argument('--lr', type=positive_number, help='initial learning rate (default 1e-3, 1e-4 with --init)')
     p.add_argument('--val-fraction', type=float, default=0.1, help='share of images for validation (default 0.1)')
     p.add_argument('--residual', action='store_true', default=None, help='residual (ResNet) blocks')
     p.add_argument('--batch-norm', action='store_true', default=None, help='batch normalization')
@@ -112,7 +112,7 @@ def _train(a) -> int:
     list_samples(data); ensure_dir(a.out)                                  # a wrong folder is said before TensorFlow loads
     from nuclei_unet.train import train
     t0 = time.time()
-    rows = train(data, a.out, cfg, a.epochs, a.batch_size, a.lr or (1e-4 if init else 1e-3), a.val_fraction, a.seed,
+    rows = train(data, a.out, cfg, a.epochs, a.batch_size, a.lr if a.lr is not None else 1e-4 if init else 1e-3, a.val_fraction, a.seed,
                  a.steps_per_epoch, verbose=1 if sys.stdout.isatty() else 2, init=init, force=a.force)
     best = min(rows, key=lambda r: r['val_loss'])
     print(f'best epoch {best["epoch"] + 1}: val_loss {best["val_loss"]:.4f}, val Dice {best["val_dice_coef"]:.4f}; '
@@ -191,6 +191,8 @@ def evaluate_parser() -> CommandParser:
     p.add_argument('--tta', action='store_true', help='with a model: test-time augmentation')
     p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
                    help='with a model: median nucleus diameter in pixels, or auto to estimate it per image (default auto)')
+    p.add_argument('--channel', help='multi-channel images: the nuclear channel (1-based or an OME name)')
+    p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
     _engine_flags(p)
     p.add_argument('--json', action='store_true', help='print the scores as JSON on stdout (the table goes to stderr)')
     return p
@@ -210,7 +212,8 @@ def _evaluate(a) -> int:
         if a.val: samples = validation_samples(samples, model_info(model), str(model))
         predictor = _predictor(a, model)
         predict = lambda image: predictor.predict(image, a.diameter).labels
-    rows = evaluate_samples(samples, predict=predict, pred_dir=a.pred)
+    if samples: _check_planes(samples[0], a.channel, a.z)
+    rows = evaluate_samples(samples, predict=predict, pred_dir=a.pred, channel=a.channel, z=a.z)
     summary = summarize_scores(rows)
     print(format_scores(rows, summary), file=sys.stderr if a.json else sys.stdout)   # with --json, stdout holds the JSON alone
     if a.json: print(json.dumps({**summary, 'per_image': [asdict(r) for r in rows]}))
@@ -238,6 +241,7 @@ def _measure(a) -> int:
     from nuclei_unet.data import image_id, is_image_file, read_labels, read_raw
     from nuclei_unet.measure import combine_measurements, measure_nuclei, write_measurements
     from nuclei_unet.export import check_exports, write_exports
+    from nuclei_unet.predict import failure_line
     exports = check_exports(a.export)
     samples = list_samples(a.images)
     if not a.labels.is_dir(): raise bad_value('labels', a.labels, 'no such folder')
@@ -251,7 +255,7 @@ def _measure(a) -> int:
             raw = read_raw(s.image, a.channel or 1, a.z, frame=s.frame)              # every channel is measured; which is nuclear does not matter here
             nuclei = read_labels(labels[s.id], raw.pixels.shape)
             table = measure_nuclei(nuclei, raw.pixels, raw.channels, a.pixel_size or raw.pixel_size)
-        except NucleiError as e: failed.append(str(e)); continue
+        except NucleiError as e: failed.append(failure_line(s, e)); continue
         write_measurements(table, out/'measurements'/f'{s.id}.csv')
         write_exports(nuclei, table, out, s.id, exports)
         done.append(s.id)

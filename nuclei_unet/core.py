@@ -185,10 +185,12 @@ def diameter_arg(text: str) -> float | None:
 
 # %% ../nbs/00_core.ipynb #45e050ba
 def flag_message(error: NucleiError, parser: argparse.ArgumentParser) -> str:
-    "`error`'s message with its leading parameter name replaced by the parser's flag for that parameter."
+    "`error`'s message with its leading parameter name replaced by the parser's flag for that parameter; advice to use a flag this command lacks says so."
     msg = str(error)
     flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
     if error.param in flags and msg.startswith(error.param): msg = flags[error.param] + msg[len(error.param):]
+    elif error.param and error.param not in flags and f'--{error.param}' in msg:
+        msg += f' ({parser.prog} has no --{error.param}: give it images of one channel and one plane, or use a command that has it)'
     return msg
 
 def run_command(parser: argparse.ArgumentParser, body, argv: list[str] | None = None) -> int:
