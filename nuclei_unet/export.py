@@ -20,6 +20,17 @@ __all__ = ['EXPORTS', 'pixel_rings', 'ring_area', 'nucleus_polygons', 'polygon_m
 # %% ../nbs/10a_export.ipynb #c54f5463
 _SIDES = {(-1, 0): ((0, 0), (1, 0)), (0, 1): ((1, 0), (1, 1)), (1, 0): ((1, 1), (0, 1)), (0, -1): ((0, 1), (0, 0))}   # (dy, dx) of the neighbour: the edge's corners
 
+def _loops(path: list) -> list[list]:
+    "Closed vertex sequence `path` split at each vertex it comes back to into loops that pass each vertex once."
+    loops, stack, at = [], [], {}                                    # the loop being traced; where in it each vertex is
+    for v in path + path[:1]:
+        if v in at:                                                  # back at v: what was traced since v is a loop of its own
+            loops.append(stack[at[v]:])
+            for u in stack[at[v] + 1:]: del at[u]
+            del stack[at[v] + 1:]
+        else: at[v] = len(stack); stack.append(v)
+    return loops
+
 def pixel_rings(mask: np.ndarray) -> list[np.ndarray]:
     "Closed boundary rings of boolean `mask` (h,w) as int32 (n,2) arrays of (x, y) pixel corners, corners only; outer rings clockwise on screen, holes anticlockwise."
     m = np.pad(np.asarray(mask, bool), 1)
@@ -44,8 +55,9 @@ def pixel_rings(mask: np.ndarray) -> list[np.ndarray]:
         for v, e in used:
             out[v].remove(e)
             if not out[v]: del out[v]
-        ring = np.array(corners, np.int32)
-        rings.append(np.roll(ring, -int(np.lexsort((ring[:, 0], ring[:, 1]))[0]), axis=0))   # from its top-left corner
+        for loop in _loops(corners):                                 # it can pass a corner touch twice (around a hole touching the outside there): split there
+            ring = np.array(loop, np.int32)
+            rings.append(np.roll(ring, -int(np.lexsort((ring[:, 0], ring[:, 1]))[0]), axis=0))   # from its top-left corner
     return rings
 
 def ring_area(ring: np.ndarray) -> float:
@@ -65,8 +77,8 @@ def nucleus_polygons(labels: np.ndarray) -> dict[int, list[tuple[np.ndarray, lis
         rings = [r + (sl[1].start, sl[0].start) for r in pixel_rings(labels[sl] == i)]
         outers = [r for r in rings if ring_area(r) > 0]
         shapes = [(o, []) for o in outers]
-        for hole in (r for r in rings if ring_area(r) < 0):          # a hole belongs to the outer ring around it
-            owner = next((s for s in shapes if Outline(s[0]).contains_point(hole[0] + 0.25)), shapes[0]) if len(shapes) > 1 else shapes[0]
+        for hole in (r for r in rings if ring_area(r) < 0):          # a hole belongs to the smallest outer ring around it (a piece inside another's hole may have holes too)
+            owner = min((s for s in shapes if Outline(s[0]).contains_point(hole[0] + 0.25)), key=lambda s: ring_area(s[0]), default=shapes[0]) if len(shapes) > 1 else shapes[0]
             owner[1].append(hole)
         polygons[i] = shapes
     return polygons
@@ -85,7 +97,8 @@ def _roi(label: int, shapes: list):
     name = f'{label:06d}'
     if len(shapes) == 1 and not shapes[0][1]:
         roi = roifile.ImagejRoi.frompoints(shapes[0][0], name=name)
-        roi.roitype, roi.options = roifile.ROI_TYPE.TRACED, roifile.ROI_OPTIONS(0)
+        roi.roitype = roifile.ROI_TYPE.TRACED
+        roi.options &= roifile.ROI_OPTIONS.SUB_PIXEL_RESOLUTION                      # float coordinates, which roifile turns on beyond 60,535 px, where ImageJ's int16 ones wrap
         return roi
     path = []
     for ring in (r for o, holes in shapes for r in (o, *holes)):
@@ -107,12 +120,11 @@ def write_rois(labels: np.ndarray | Iterable[tuple[int, list]], path: str | os.P
     return path
 
 # %% ../nbs/10a_export.ipynb #262a8ef5
-def _json_value(v):
-    "A table value as JSON: numbers as numbers (NaN as null), flags as true/false."
-    if isinstance(v, (bool, np.bool_)): return bool(v)
-    if isinstance(v, (int, np.integer)): return int(v)
+def _measurement(v) -> int | float | None:
+    "A table value as a QuPath measurement, which must be a number: ints and flags (0/1) as int, floats as float, None (left out) when not finite."
+    if isinstance(v, (bool, np.bool_, int, np.integer)): return int(v)
     v = float(v)
-    return None if np.isnan(v) else v
+    return v if np.isfinite(v) else None
 
 def _ring(ring: np.ndarray) -> list:
     "A closed GeoJSON ring: [[x, y], ...], its first vertex repeated last."
@@ -127,7 +139,7 @@ def write_geojson(labels: np.ndarray | Iterable[tuple[int, list]], path: str | o
             polygons = [[_ring(o)] + [_ring(h) for h in holes] for o, holes in shapes]
             geometry = {'type': 'Polygon', 'coordinates': polygons[0]} if len(polygons) == 1 else {'type': 'MultiPolygon', 'coordinates': polygons}
             k = rows.get(label)
-            measurements = {c: _json_value(v[k]) for c, v in table.items() if c != 'label'} if k is not None else {}
+            measurements = {c: m for c, v in table.items() if c != 'label' and (m := _measurement(v[k])) is not None} if k is not None else {}
             f.write((', ' if n else '') + json.dumps({'type': 'Feature', 'id': f'nucleus-{label}', 'geometry': geometry,
                     'properties': {'objectType': 'detection', 'name': f'nucleus {label}', 'label': label, 'measurements': measurements}}))
         f.write(']}')
