@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #bb5291a7
 from __future__ import annotations
-import argparse, errno, importlib, importlib.util, os, sys, tempfile, threading
+import argparse, errno, importlib, importlib.util, io, os, sys, tempfile, threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -110,22 +110,31 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #d8c6519f
-_SILENCED = {'lock': threading.Lock(), 'depth': 0, 'saved': None}
+_SILENCED = {'lock': threading.Lock(), 'depth': 0, 'saved': None, 'stderr': None}
+
+def _is_fd2(stream) -> bool:
+    "Whether `stream` is a text stream on file descriptor 2 (a terminal's `sys.stderr`, not Jupyter's or a test's capture)."
+    try: return isinstance(stream, io.TextIOWrapper) and stream.fileno() == 2
+    except (OSError, ValueError): return False
 
 @contextmanager
 def native_stderr_silenced():
-    "Send whatever is written to file descriptor 2 (C/C++ libraries included) to /dev/null within the block; threads may nest it, the first in redirects and the last out restores."
+    "Send what C/C++ libraries write to file descriptor 2 to /dev/null within the block, while Python's `sys.stderr` (other threads' messages) still reaches it; threads may nest it, the first in redirects and the last out restores."
     with _SILENCED['lock']:
         if _SILENCED['depth'] == 0:
             sys.stderr.flush()
             _SILENCED['saved'], devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 2); os.close(devnull)
+            if _is_fd2(sys.stderr):                                   # Python's own writes go to the saved descriptor meanwhile
+                _SILENCED['stderr'], sys.stderr = sys.stderr, open(_SILENCED['saved'], 'w', closefd=False, encoding=sys.stderr.encoding, errors='backslashreplace', buffering=1)
         _SILENCED['depth'] += 1
     try: yield
     finally:
         with _SILENCED['lock']:
             _SILENCED['depth'] -= 1
-            if _SILENCED['depth'] == 0: os.dup2(_SILENCED['saved'], 2); os.close(_SILENCED['saved'])
+            if _SILENCED['depth'] == 0:
+                if _SILENCED['stderr'] is not None: sys.stderr.flush(); sys.stderr, _SILENCED['stderr'] = _SILENCED['stderr'], None
+                os.dup2(_SILENCED['saved'], 2); os.close(_SILENCED['saved'])
 
 def import_tensorflow():
     "Import TensorFlow and Keras, and probe for GPUs, without their C++ start-up notices; return `tensorflow`."
