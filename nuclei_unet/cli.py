@@ -253,7 +253,7 @@ def _measure(a) -> int:
         if s.id not in labels: failed.append(f'{s.image}: no label image {s.id}.* in {a.labels}'); continue
         try:
             raw = read_raw(s.image, a.channel or 1, a.z, frame=s.frame)              # every channel is measured; which is nuclear does not matter here
-            nuclei = read_labels(labels[s.id], raw.pixels.shape)
+            nuclei = read_labels(labels[s.id], raw.pixels.shape, keep_ids=True)                 # rows named by the other tool's ids
             table = measure_nuclei(nuclei, raw.pixels, raw.channels, a.pixel_size or raw.pixel_size)
         except NucleiError as e: failed.append(failure_line(s, e)); continue
         write_measurements(table, out/'measurements'/f'{s.id}.csv')

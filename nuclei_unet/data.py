@@ -379,8 +379,8 @@ def _label_values(path: Path) -> np.ndarray:
     if axes[:2] != 'YX' or len(axes) > 3: raise NucleiError(f'{path}: a label image must be 2-D, not {"x".join(map(str, arr.shape))} ({axes.replace("Q", "?")}); save one plane per file')
     return arr
 
-def read_labels(path: str | os.PathLike, image_shape: tuple | None = None) -> np.ndarray:
-    "Read an instance label image (2-D, integer, 0 = background) as int32 labels 1..N, checked against its image."
+def read_labels(path: str | os.PathLike, image_shape: tuple | None = None, keep_ids: bool = False) -> np.ndarray:
+    "Read an instance label image (2-D, integer, 0 = background) as int32 labels 1..N (`keep_ids`: the file's own numbers), checked against its image."
     path = Path(path)
     a = _label_values(path)
     if a.ndim == 3 and a.shape[2] > 1:
@@ -391,7 +391,8 @@ def read_labels(path: str | os.PathLike, image_shape: tuple | None = None) -> np
     _check_shape(path, a.shape, image_shape, 'label image')
     if a.min() < 0: raise NucleiError(f'{path}: a label image must not hold negative values')
     if len(np.unique(a[a > 0])) == 1: return connected_components(a > 0).astype(np.int32)
-    return relabel_sequential(a.astype(np.int32))[0]
+    if a.max() > np.iinfo(np.int32).max: raise NucleiError(f'{path}: label values above {np.iinfo(np.int32).max}; renumber them from 1')
+    return a.astype(np.int32) if keep_ids else relabel_sequential(a.astype(np.int32))[0]
 
 # %% ../nbs/00_data.ipynb #fdf358c3
 @dataclass(frozen=True)
