@@ -143,7 +143,8 @@ def _keras_run(model_path: Path, threads: int) -> Callable:
 def load_engine(model_path: str | os.PathLike, engine: str = 'openvino', precision: str | None = None,
                 threads: int | None = None) -> Engine:
     "The model of `model_path` ready to run on `engine` at `precision` (None: the default for this model and CPU) with `threads` (None: all cores)."
-    precision, threads, model_path = check_engine(engine, precision, model_path=model_path), threads or default_threads(), Path(model_path)
+    precision, model_path = check_engine(engine, precision, model_path=model_path), Path(model_path)
+    threads = default_threads() if threads is None else threads
     if threads < 1: raise bad_value('threads', threads, 'must be at least 1')
     run = _openvino_run(model_path, precision, threads) if engine == 'openvino' else _keras_run(model_path, threads)
     return Engine(engine, precision, threads, run)
