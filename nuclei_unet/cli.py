@@ -39,6 +39,11 @@ def _predictor(a, model: Path):
     from nuclei_unet.predict import Predictor
     return Predictor(model, tta=a.tta, tile=getattr(a, 'tile', 512), engine=a.engine or 'openvino', precision=a.precision, threads=a.threads)
 
+def _plane_flags(p: CommandParser, channel_note: str = ''):
+    "Add --channel and --z: how multi-channel images and z-stacks are read."
+    p.add_argument('--channel', help=f"multi-channel images: the nuclear channel, 1-based (as Fiji's C1..Cn) or a name from OME metadata{channel_note}")
+    p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
+
 def _check_planes(sample, channel, z):
     "Fail fast when the first image needs a --channel or --z choice it was not given (other faults are reported per image)."
     from nuclei_unet.data import read_raw
@@ -52,6 +57,7 @@ def eda_parser() -> CommandParser:
     p = CommandParser(prog='nuclei_eda', description='Summarize a folder of nuclei images and draw its figures.')
     p.add_argument('--data', type=Path, help='image folder (Kaggle, images/+masks/, paired or flat); default: synthetic samples')
     p.add_argument('--out', type=Path, default=Path('output/eda'), help='folder for the figures (default: output/eda)')
+    _plane_flags(p)
     p.add_argument('--json', action='store_true', help='print the summary as JSON on stdout (the table goes to stderr)')
     return p
 
@@ -61,7 +67,8 @@ def _eda(a) -> int:
     from nuclei_unet.eda import collect_stats, format_summary, summarize
     from nuclei_unet.plots import plot_examples, plot_overview
     data = _data_or_default(a.data)
-    samples = list_samples(data)
+    samples = list_samples(data, a.channel, a.z)
+    _check_planes(samples[0], a.channel, a.z)
     out = ensure_dir(a.out)
     stats = collect_stats(samples)
     summary = {'data': str(data), **summarize(stats)}
@@ -85,6 +92,7 @@ def train_parser() -> CommandParser:
     p.add_argument('-e', '--epochs', type=int, default=20, help='epochs (default 20)')
     p.add_argument('--data', type=Path, help='folder with images and masks (default: synthetic samples)')
     p.add_argument('--out', type=Path, default=Path('output/train'), help='run folder (default output/train)')
+    _plane_flags(p)
     p.add_argument('--batch-size', type=int, default=8, help='crops per step (default 8)')
     p.add_argument('--steps-per-epoch', type=int, help='default: training images / batch size')
     p.add_argument('--lr', type=positive_number, help='initial learning rate (default 1e-3, 1e-4 with --init)')
@@ -109,11 +117,11 @@ def _train(a) -> int:
     init = (pretrained_path() if a.init == 'pretrained' else Path(a.init)) if a.init else None
     cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
     data = _data_or_default(a.data)
-    list_samples(data); ensure_dir(a.out)                                  # a wrong folder is said before TensorFlow loads
+    _check_planes(list_samples(data)[0], a.channel, a.z); ensure_dir(a.out)   # a wrong folder or a missing plane choice is said before TensorFlow loads
     from nuclei_unet.train import train
     t0 = time.time()
     rows = train(data, a.out, cfg, a.epochs, a.batch_size, a.lr if a.lr is not None else 1e-4 if init else 1e-3, a.val_fraction, a.seed,
-                 a.steps_per_epoch, verbose=1 if sys.stdout.isatty() else 2, init=init, force=a.force)
+                 a.steps_per_epoch, verbose=1 if sys.stdout.isatty() else 2, init=init, force=a.force, channel=a.channel, z=a.z)
     best = min(rows, key=lambda r: r['val_loss'])
     print(f'best epoch {best["epoch"] + 1}: val_loss {best["val_loss"]:.4f}, val Dice {best["val_dice_coef"]:.4f}; '
           f'{time.time() - t0:.0f} s; wrote {a.out}/model.keras, history.csv, hist.png')
@@ -137,8 +145,7 @@ def predict_parser() -> CommandParser:
     p.add_argument('--tta', action='store_true', help='average 8 flipped/rotated views in the last pass at the chosen diameter (it becomes 8x slower)')
     p.add_argument('--tile', type=int, default=512, help='tile side for large images (default 512)')
     p.add_argument('--overwrite', action='store_true', help='predict again images already done')
-    p.add_argument('--channel', help='the nuclear channel of multi-channel images: 1-based (as Fiji\'s C1..Cn) or a name from OME metadata')
-    p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
+    _plane_flags(p)
     p.add_argument('--pixel-size', type=positive_number, metavar='UM', help='µm per pixel, for measurements in µm (default: from the files\' metadata, else pixels only)')
     p.add_argument('--figures', choices=('none', 'some', 'all'), default='some', help='figures/<id>.png for: some images (16, spread over the folder; default), all or none')
     p.add_argument('--blockwise', type=positive_number, default=BLOCKWISE / 1e6, metavar='MP',
@@ -191,8 +198,7 @@ def evaluate_parser() -> CommandParser:
     p.add_argument('--tta', action='store_true', help='with a model: test-time augmentation')
     p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
                    help='with a model: median nucleus diameter in pixels, or auto to estimate it per image (default auto)')
-    p.add_argument('--channel', help='multi-channel images: the nuclear channel (1-based or an OME name)')
-    p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
+    _plane_flags(p)
     _engine_flags(p)
     p.add_argument('--json', action='store_true', help='print the scores as JSON on stdout (the table goes to stderr)')
     return p
@@ -200,7 +206,7 @@ def evaluate_parser() -> CommandParser:
 def _evaluate(a) -> int:
     "Body of `nuclei_evaluate`."
     from nuclei_unet.evaluate import evaluate as evaluate_samples, format_scores, summarize_scores, validation_samples
-    samples = list_samples(a.data)
+    samples = list_samples(a.data, a.channel, a.z)
     if a.pred is not None and not a.pred.is_dir(): raise bad_value('pred', a.pred, 'no such folder')
     model_only = [f for f, on in (('val', a.val), ('tta', a.tta), ('diameter', a.diameter is not None),
                                   ('engine', a.engine), ('precision', a.precision), ('threads', a.threads)) if on]
@@ -213,7 +219,7 @@ def _evaluate(a) -> int:
         predictor = _predictor(a, model)
         predict = lambda image: predictor.predict(image, a.diameter).labels
     if samples: _check_planes(samples[0], a.channel, a.z)
-    rows = evaluate_samples(samples, predict=predict, pred_dir=a.pred, channel=a.channel, z=a.z)
+    rows = evaluate_samples(samples, predict=predict, pred_dir=a.pred)
     summary = summarize_scores(rows)
     print(format_scores(rows, summary), file=sys.stderr if a.json else sys.stdout)   # with --json, stdout holds the JSON alone
     if a.json: print(json.dumps({**summary, 'per_image': [asdict(r) for r in rows]}))
@@ -231,8 +237,7 @@ def measure_parser() -> CommandParser:
     p.add_argument('--labels', type=Path, required=True, help='folder of label images named as the images (<id>.png, .tif...)')
     p.add_argument('--out', type=Path, default=Path('output/measure'), help='output folder (default output/measure)')
     p.add_argument('--pixel-size', type=positive_number, metavar='UM', help='µm per pixel (default: from the images\' metadata, else pixels only)')
-    p.add_argument('--channel', help='multi-channel images: the nuclear channel (1-based or an OME name; default 1); every channel is measured')
-    p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
+    _plane_flags(p, ' (default 1; every channel is measured)')
     p.add_argument('--export', metavar='FORMATS', help='also write rois (Fiji ROI sets, rois/<id>.zip) and/or geojson (QuPath, geojson/<id>.geojson), comma-separated')
     return p
 
@@ -275,6 +280,7 @@ def quantize_parser() -> CommandParser:
     p.add_argument('--model', type=Path, required=True, help='model file (.keras); the int8 version is written beside it as <name>.int8/')
     p.add_argument('--data', type=Path, required=True, help='folder of images with masks, like those the model was trained on')
     p.add_argument('--crops', type=int, default=200, help='calibration crops (default 200)')
+    _plane_flags(p)
     p.add_argument('--seed', type=int, default=0, help='random seed of the crops (default 0)')
     return p
 
@@ -285,8 +291,9 @@ def _quantize(a) -> int:
     from nuclei_unet.quantize import INT8_TOLERANCE, check_int8, quantize_model, split_for_int8
     if not a.model.is_file(): raise bad_value('model', a.model, 'no such file')
     if a.crops < 1: raise bad_value('crops', a.crops, 'must be at least 1')
-    samples = [s for s in list_samples(a.data) if s.has_truth]
+    samples = [s for s in list_samples(a.data, a.channel, a.z) if s.has_truth]
     if not samples: raise bad_value('data', a.data, 'no images with masks; calibration and the check need them')
+    _check_planes(samples[0], a.channel, a.z)
     calibration, held = split_for_int8(samples, model_info(a.model).val_ids, a.seed)
     folder = quantize_model(a.model, calibration, a.crops, seed=a.seed)
     s = check_int8(a.model, held)

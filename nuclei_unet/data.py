@@ -403,6 +403,8 @@ class Sample:
     masks: tuple[Path, ...] | None = None      # Kaggle masks/ files; () an empty masks/ folder: no nuclei; None: no masks/ folder
     labels: Path | None = None
     frame: int | None = None                   # a time point (1-based) of a time-series file; None: the file holds one image
+    channel: int | str | None = None           # the nuclear channel of a multi-channel file (1-based or a name), as `read_raw` takes it
+    z: int | str | None = None                 # a z-stack's choice: max, mean or a plane (1-based)
 
     @property
     def has_truth(self) -> bool:
@@ -450,8 +452,8 @@ def _frames(s: Sample) -> list[Sample]:
     n = 1 if s.has_truth else frame_count(s.image)
     return [s] if n == 1 else [replace(s, id=f'{s.id}_t{k:0{len(str(n))}d}', frame=k) for k in range(1, n + 1)]
 
-def list_samples(root: str | os.PathLike) -> list[Sample]:
-    "Every sample in folder `root` (Kaggle, StarDist-style, paired or flat layout; each frame of a time series), sorted by id; nothing is decoded."
+def list_samples(root: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None) -> list[Sample]:
+    "Every sample in folder `root` (Kaggle, StarDist-style, paired or flat layout; each frame of a time series), sorted by id; nothing is decoded; `channel` and `z` (as `read_raw`) go with each sample to wherever it is read."
     root = Path(root)
     if not root.exists(): raise NucleiError(f'{root}: no such folder')
     if not root.is_dir(): raise NucleiError(f'{root}: not a folder')
@@ -464,7 +466,7 @@ def list_samples(root: str | os.PathLike) -> list[Sample]:
         samples = _paired_samples(_image_files(root/'images'), truth)
     else: samples = _flat_samples(root)
     if not samples: raise NucleiError(f'{root}: no images found (expected <id>/images/<id>.png, images/ or image files)')
-    return sorted((f for s in samples for f in _frames(s)), key=lambda s: s.id)
+    return sorted((replace(f, channel=channel, z=z) for s in samples for f in _frames(s)), key=lambda s: s.id)
 
 # %% ../nbs/00_data.ipynb #e850e538
 def _labels_key(sample: Sample) -> str:
@@ -491,9 +493,9 @@ def cached_masks_to_labels(sample: Sample, shape: tuple) -> np.ndarray:
     return labels
 
 # %% ../nbs/00_data.ipynb #6351eec9
-def read_sample(sample: Sample, channel: int | str | None = None, z: int | str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    "Decode one sample: image (H,W,3) in its file's dtype (`RawImage.rgb`; `channel`, `z` as `read_raw`) and int32 labels (H,W), or None where it has no truth."
-    image = read_raw(sample.image, channel, z, frame=sample.frame).rgb
+def read_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
+    "Decode one sample: image (H,W,3) in its file's dtype (`RawImage.rgb`, read with the sample's `channel` and `z`) and int32 labels (H,W), or None where it has no truth."
+    image = read_raw(sample.image, sample.channel, sample.z, frame=sample.frame).rgb
     return image, read_truth(sample, image.shape)
 
 def read_truth(sample: Sample, shape: tuple) -> np.ndarray | None:

@@ -45,16 +45,15 @@ class ImageScores:
     dice: float                   # pixel Dice of foreground against foreground
 
 def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarray] | None = None,
-             pred_dir: str | Path | None = None, progress: bool | None = None, channel: int | str | None = None,
-             z: int | str | None = None) -> list[ImageScores]:
-    "One `ImageScores` per sample, of labels from `predict(image)` or read from `pred_dir`; `channel`, `z` as `data.read_raw`."
+             pred_dir: str | Path | None = None, progress: bool | None = None) -> list[ImageScores]:
+    "One `ImageScores` per sample, of labels from `predict(image)` or read from `pred_dir`."
     if (predict is None) == (pred_dir is None): raise NucleiError('give exactly one of predict and pred_dir', 'predict')
     if pred_dir is not None:
         pred_dir = Path(pred_dir)
         if (pred_dir/'labels').is_dir(): pred_dir = pred_dir/'labels'
     rows = []
     for s in progress_bar(samples, 'evaluating', progress=progress):
-        image, truth = read_sample(s, channel, z)
+        image, truth = read_sample(s)
         if truth is None: raise NucleiError(f'{s.image}: no masks for this image; evaluation needs masks')
         if predict is not None: pred = predict(image)
         else:

@@ -133,14 +133,15 @@ def rebuild(model: keras.Model, cfg: UNetConfig, policy: str = 'float32', optimi
 # %% ../nbs/04_train.ipynb #e7cc317b
 def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epochs: int = 20, batch_size: int = 8,
           lr: float = 1e-3, val_fraction: float = 0.1, seed: int = 0, steps_per_epoch: int | None = None,
-          verbose: int | str = 'auto', init: str | os.PathLike | None = None, precision: str | None = None, force: bool = False) -> list[dict]:
-    "Train (or resume) a U-Net on the samples in `data`, writing model.keras, last.keras, history.csv, hist.png to `out`; `force` resumes with changed settings."
+          verbose: int | str = 'auto', init: str | os.PathLike | None = None, precision: str | None = None, force: bool = False,
+          channel: int | str | None = None, z: int | str | None = None) -> list[dict]:
+    "Train (or resume) a U-Net on the samples in `data` (read with `channel` and `z` as `data.read_raw`), writing model.keras, last.keras, history.csv, hist.png to `out`; `force` resumes with changed settings."
     gpus = tf.config.list_physical_devices('GPU')
     with dtype_policy(precision or training_precision(bool(gpus))) as policy:
         if policy != 'float32': print(f'training with the {policy} policy', file=sys.stderr)
-        return _train_run(data, Path(out), cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force)
+        return _train_run(data, Path(out), cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force, channel, z)
 
-RESUMED_SETTINGS = ('data', 'batch_size', 'lr', 'val_fraction', 'seed', 'steps_per_epoch')    # a resumed run keeps them (the epochs may grow)
+RESUMED_SETTINGS = ('data', 'channel', 'z', 'batch_size', 'lr', 'val_fraction', 'seed', 'steps_per_epoch')    # a resumed run keeps them (the epochs may grow)
 
 def check_resume(out: Path, saved_cfg: UNetConfig, cfg: UNetConfig, saved_run: dict, run: dict, force: bool = False) -> list[str]:
     "The settings in which a resumed run at `out` would differ from the one saved there; a `NucleiError` naming the first unless `force` (another architecture: always)."
@@ -154,18 +155,18 @@ def check_resume(out: Path, saved_cfg: UNetConfig, cfg: UNetConfig, saved_run: d
         raise bad_value(k, new, f'{out} holds a run trained with {k} {old}; resume with the same value, add --force to continue with the new one, or choose another --out')
     return [k for k, _, _ in changed]
 
-def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force) -> list[dict]:
+def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force, channel, z) -> list[dict]:
     "The body of `train`, in the precision it chose."
     policy = keras.mixed_precision.global_policy().name
     check_run(epochs, batch_size, val_fraction, steps_per_epoch)
-    samples = list_samples(data)
+    samples = list_samples(data, channel, z)
     out = ensure_dir(out)
     remove_temporaries(out)
     missing = [s for s in samples if not s.has_truth]
     if missing: raise NucleiError(f'{missing[0].image}: no masks for this image; training needs masks ({len(missing)} images without)')
     train_s, val_s = split_samples(samples, val_fraction, prepare_samples(samples))
     steps = steps_per_epoch or max(1, math.ceil(len(train_s) / batch_size))
-    run = dict(data=str(Path(data).resolve()), epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
+    run = dict(data=str(Path(data).resolve()), channel=channel, z=z, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
                steps_per_epoch=steps, train_images=len(train_s), val_ids=[s.id for s in val_s])
     extra = {}
     strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
