@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_large.ipynb #4e0d7512
 from __future__ import annotations
-import json, os, shutil, time
+import hashlib, json, os, shutil, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -176,10 +176,23 @@ def _as_raw(image, channel, z) -> RawImage:
     if image.ndim != 3 or image.shape[2] not in (1, 3): raise NucleiError(f'expected an image of shape (H, W), (H, W, 1) or (H, W, 3), got {image.shape}')
     return RawImage(image, image.shape[2] == 3, ('red', 'green', 'blue') if image.shape[2] == 3 else ('c1',), None)
 
-def _settings(predictor: Predictor, raw: RawImage, diameter, block: int) -> dict:
-    "What decides a blockwise run's results (a run with other settings starts over)."
+def _fingerprint(image, pixels, n: int = 8, side: int = 32) -> str:
+    "Which image a run is of, cheaply: SHA-256 of `n` x `n` patches of `side` px spread over `pixels`, and of the file's path, size and time where `image` is a path."
+    h = hashlib.sha256()
+    if isinstance(image, (str, os.PathLike)):
+        st = os.stat(image)
+        h.update(f'{Path(image).resolve()}\n{st.st_size}\n{st.st_mtime_ns}\n'.encode())
+    (H, W), xp = pixels.shape[:2], need('dask.array') if hasattr(pixels, 'compute') else np
+    ys, xs = (np.linspace(0, max(0, s - side), n).round().astype(int) for s in (H, W))
+    patches = xp.stack([pixels[y:y + side, x:x + side] for y in ys for x in xs])     # read at once: a chunk under several patches once
+    h.update(np.ascontiguousarray(read_pixels(patches, scheduler='threads')).tobytes())
+    return h.hexdigest()
+
+def _settings(predictor: Predictor, raw: RawImage, diameter, block: int, pixel_size: float | None, image: str) -> dict:
+    "What decides a blockwise run's results (a run with other settings, or of another `image` (its `_fingerprint`), starts over)."
     from nuclei_unet.predict import run_settings
-    return dict(run_settings(predictor, diameter), block=block, shape=list(raw.pixels.shape), dtype=str(raw.pixels.dtype))
+    return dict(run_settings(predictor, diameter, pixel_size=pixel_size), tile=predictor.tile, block=block, shape=list(raw.pixels.shape),
+                dtype=str(raw.pixels.dtype), nuclear=raw.nuclear, image=image)
 
 def _work_plan(work: Path, settings: dict, predictor: Predictor, raw: RawImage, diameter) -> dict:
     "The plan of an unfinished run with the same `settings` in `work`, or a new plan (and a fresh `work` folder)."
@@ -202,18 +215,16 @@ def _probabilities_stage(predictor, raw, grid, plan, work, progress):
     shape = (grid.height, grid.width, len(predictor.cfg.outputs))
     prob = zarr.open_array(str(work/'probabilities.zarr'), mode='a', shape=shape, chunks=PROB_CHUNKS + shape[2:], dtype='float16', fill_value=0, zarr_format=2)
     if (work/'rows'/'complete').exists(): return prob
-    stored = sorted(int(p.stem) for p in (work/'rows').glob('[0-9]*.npy'))
+    stored = sorted(int(p.stem) for p in (work/'rows').glob('[0-9]*.npy'))       # one file a row of tiles, its carry: stored, the row is done
     resume = (stored[-1] + 1, np.load(work/'rows'/f'{stored[-1]}.npy')) if stored else (0, None)
     rows = probability_rows(predictor.engine, predictor.cfg, raw.rgb, predictor.tile, tta=predictor.tta, zoom=plan['zoom'],
                             value_range=tuple(plan['value_range']), resume=resume)
     with progress_bar(None, 'probabilities', total=grid.height, progress=progress, unit='row') as bar:
-        bar.update(resume[1] is not None and int(np.load(work/'rows'/'y.npy')))
         for r, y0, y1, p, carry in rows:
             prob[y0:y1] = p.astype(np.float16)
             with atomic_path(work/'rows'/f'{r}.npy') as tmp: np.save(tmp, np.zeros(0, np.float32) if carry is None else carry)
-            with atomic_path(work/'rows'/'y.npy') as tmp: np.save(tmp, np.array(y1))
             (work/'rows'/f'{r - 1}.npy').unlink(missing_ok=True)
-            bar.update(y1 - y0)
+            bar.update(y1 - bar.n)                                                  # the rows stored before a resume count too
     (work/'rows'/'complete').touch()
     return prob
 
@@ -263,7 +274,10 @@ def _labels_stage(anchors_z, grid, work, out: Path, tiff: Path | None, pixel_siz
     table = {c: v[order] for c, v in table.items()}
     table['label'] = np.searchsorted(ids, table['label'].astype(np.uint64)).astype(np.int64) + 1
     dtype = np.uint16 if len(ids) < 2**16 else np.uint32
-    tmp = out.parent/f'.{out.name}.tmp-{os.getpid()}'
+    stale = f'.{out.name}.tmp-'
+    for p in out.parent.iterdir():                       # a killed run's labels in the making, whatever its process
+        if p.name.startswith(stale) and p.name[len(stale):].isdigit() and p.is_dir(): shutil.rmtree(p)
+    tmp = out.parent/f'{stale}{os.getpid()}'
     labels = _new_ome_zarr(tmp, (grid.height, grid.width), dtype, (grid.block, grid.block), pixel_size)
     for k in range(len(grid)):
         y0, y1, x0, x1 = grid.core(k)
@@ -286,7 +300,7 @@ def predict_large(image, out: str | os.PathLike, predictor: Predictor | None = N
     grid = BlockGrid(*raw.pixels.shape[:2], block)
     ensure_dir(out.parent)
     work = out.parent/f'.{out.name}.work'
-    plan = _work_plan(work, _settings(predictor, raw, diameter, block), predictor, raw, diameter)
+    plan = _work_plan(work, _settings(predictor, raw, diameter, block, pixel_size, _fingerprint(image, raw.pixels)), predictor, raw, diameter)
     prob = _probabilities_stage(predictor, raw, grid, plan, work, progress)
     anchors_z = _nuclei_stage(predictor, raw, grid, plan, work, prob, pixel_size, progress)
     table, n, cut = _labels_stage(anchors_z, grid, work, out, None if tiff is None else Path(tiff), pixel_size)
