@@ -191,7 +191,7 @@ def _fingerprint(image, pixels, n: int = 8, side: int = 32) -> str:
 def _settings(predictor: Predictor, raw: RawImage, diameter, block: int, pixel_size: float | None, image: str) -> dict:
     "What decides a blockwise run's results (a run with other settings, or of another `image` (its `_fingerprint`), starts over)."
     from nuclei_unet.predict import run_settings
-    return dict(run_settings(predictor, diameter, pixel_size=pixel_size), tile=predictor.tile, block=block, shape=list(raw.pixels.shape),
+    return dict(run_settings(predictor, diameter, pixel_size=pixel_size), block=block, shape=list(raw.pixels.shape),
                 dtype=str(raw.pixels.dtype), nuclear=raw.nuclear, image=image)
 
 def _work_plan(work: Path, settings: dict, predictor: Predictor, raw: RawImage, diameter) -> dict:

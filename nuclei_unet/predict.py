@@ -275,10 +275,10 @@ OUTPUTS = ('masks', 'labels', 'figures', 'records', 'measurements', 'rois', 'geo
 
 def run_settings(predictor: Predictor, diameter: float | None = None, channel: int | str | None = None, z: int | str | None = None,
                  pixel_size: float | None = None) -> dict:
-    "What decides a folder's outputs: the model file's SHA-256, engine, precision, diameter mode, thresholds, TTA, channel, z, pixel size, version."
+    "What decides a folder's outputs: the model file's SHA-256, engine, precision, diameter mode, thresholds, TTA, tile, channel, z, pixel size, version."
     from nuclei_unet import __version__
     return dict(model_sha256=file_sha256(predictor.path), engine=predictor.engine.name, precision=predictor.engine.precision,
-                diameter='auto' if diameter is None else float(diameter), instances=asdict(predictor.params), tta=predictor.tta,
+                diameter='auto' if diameter is None else float(diameter), instances=asdict(predictor.params), tta=predictor.tta, tile=predictor.tile,
                 channel=None if channel is None else str(channel), z=None if z is None else str(z), pixel_size=pixel_size, version=__version__)
 
 def _finished_any(out: Path) -> bool:

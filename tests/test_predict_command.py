@@ -194,6 +194,7 @@ def test_a_folder_holds_one_set_of_settings(tmp_path):
     assert len(aside) == 1 and sorted(p.name for p in (aside[0] / 'labels').iterdir()) == sorted(p.name for p in (out / 'labels').iterdir())
     assert json.loads((out / 'run.json').read_text())['tta'] is True
     assert json.loads((aside[0] / 'run.json').read_text())['tta'] is False
+    assert_one_line_error(run_script('nuclei_predict', '--data', data, '--out', out, '--tta', '--tile', '256'), 'nuclei_predict', '--out', 'other settings (tile)')   # tiles change the seams
 
 
 def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path):
