@@ -31,7 +31,7 @@ def median_diameter(labels: np.ndarray) -> float | None:
     return float(np.sqrt(4 * np.median(areas) / np.pi)) if len(areas) else None
 
 def resize_labels(labels: np.ndarray, h: int, w: int) -> np.ndarray:
-    "Label image (H,W), any integer dtype -> new (h,w) by nearest neighbour at pixel centres (labels never blend)."
+    "Label image (H,W[,C]), any dtype -> new (h,w[,C]) by nearest neighbour at pixel centres (labels never blend)."
     rows = ((np.arange(h) + 0.5) * labels.shape[0] / h).astype(np.intp)
     cols = ((np.arange(w) + 0.5) * labels.shape[1] / w).astype(np.intp)
     return np.asarray(labels)[rows[:, None], cols[None, :]]

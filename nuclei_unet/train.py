@@ -98,7 +98,8 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.best = row['val_loss']
             save_model(rebuild(self.model, self.cfg), self.cfg, self.out/'model.keras',          # float32 layers, no optimizer
                        epoch=epoch, val_loss=self.best, val_dice=row.get('val_dice_coef'), run=self.run, **self.extra)
-        save_model(self.model, self.cfg, self.out/'last.keras', history=self.rows, best_val_loss=self.best, run=self.run, **self.extra)
+        save_model(self.model, self.cfg, self.out/'last.keras', history=self.rows, best_val_loss=self.best, run=self.run,
+                   policy=self.model.layers[1].dtype_policy.name, **self.extra)      # loaded again under it, its optimizer state comes back whole
         write_history(self.rows, self.out/'history.csv')
         save_figure(plot_history(self.rows), self.out/'hist.png')
 
@@ -174,7 +175,8 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
     rows, best = [], math.inf
     with strategy.scope():
         if (out/'last.keras').exists():
-            model, saved_cfg, state = load_model(out/'last.keras', compile=True)
+            with dtype_policy(read_model_info(out/'last.keras').get('policy', policy)):    # as saved: another policy would drop Adam's state
+                model, saved_cfg, state = load_model(out/'last.keras', compile=True)
             changed = check_resume(out, saved_cfg, cfg, state.get('run', {}), run, force)
             if changed: print(f'resuming {out} with changed settings (--force): {", ".join(changed)}', file=sys.stderr)
             if model.layers[1].dtype_policy.name != policy or saved_cfg.loss != cfg.loss: model = rebuild(model, cfg, policy, optimizer=True)
@@ -186,13 +188,15 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
             model = build_unet(cfg)
             if init is not None:
                 start, init_cfg, init_info = load_model(init)
-                if init_cfg.outputs != cfg.outputs: raise bad_value('init', init, f'its outputs {init_cfg.outputs} differ from {cfg.outputs}')
+                arch = [k for k in ARCHITECTURE if getattr(init_cfg, k) != getattr(cfg, k)]
+                if arch: raise bad_value('init', init, f'its {arch[0]} {getattr(init_cfg, arch[0])} differs from {getattr(cfg, arch[0])}; start from init_config(init)')
                 model.set_weights(start.get_weights())
                 run['init'] = str(init)
                 extra = {k: init_info[k] for k in ('instances', 'tta_instances') if k in init_info}   # its tuned thresholds
             model.compile(keras.optimizers.Adam(lr), loss=LOSS_FUNCTIONS[cfg.loss], metrics=[dice_coef], jit_compile=bool(gpus))
     if len(rows) >= epochs:
         print(f'{out}: already trained for {len(rows)} epochs', file=sys.stderr)
+        write_history(rows, out/'history.csv'); save_figure(plot_history(rows), out/'hist.png')   # a kill right after the last save left them short
         return rows
     model.fit(make_dataset(train_s, cfg, batch_size, seed, start=len(rows) * steps * batch_size),
               validation_data=make_dataset(val_s, cfg, batch_size, seed, training=False),

@@ -44,7 +44,7 @@ def crop_example(image: np.ndarray, labels: np.ndarray, cfg: UNetConfig, rng: np
     else:                                                           # a one-pixel margin keeps borders exact at the crop's edge
         t0, l0 = max(top - 1, 0), max(left - 1, 0)
         y = make_targets(labels[t0:top + side + 1, l0:left + side + 1], cfg.outputs)[top - t0:top - t0 + side, left - l0:left - l0 + side]
-        if side != size: y = cv2.resize(y, (size, size), interpolation=cv2.INTER_NEAREST).reshape(size, size, -1)
+        if side != size: y = resize_labels(y, size, size)               # at pixel centres, as the image is resized (INTER_NEAREST is half a pixel off)
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 def load_example(sample: Sample, cfg: UNetConfig, rng: np.random.Generator,
