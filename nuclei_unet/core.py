@@ -110,7 +110,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #d8c6519f
-_SILENCED = {'lock': threading.Lock(), 'depth': 0, 'saved': None, 'stderr': None}
+_SILENCED = {'lock': threading.Lock(), 'depth': 0, 'saved': None, 'stderr': None, 'python': None}
 
 def _is_fd2(stream) -> bool:
     "Whether `stream` is a text stream on file descriptor 2 (a terminal's `sys.stderr`, not Jupyter's or a test's capture)."
@@ -125,15 +125,20 @@ def native_stderr_silenced():
             sys.stderr.flush()
             _SILENCED['saved'], devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 2); os.close(devnull)
-            if _is_fd2(sys.stderr):                                   # Python's own writes go to the saved descriptor meanwhile
-                _SILENCED['stderr'], sys.stderr = sys.stderr, open(_SILENCED['saved'], 'w', closefd=False, encoding=sys.stderr.encoding, errors='backslashreplace', buffering=1)
+            if _is_fd2(sys.stderr):                                   # Python's own writes go meanwhile to a copy of the real descriptor 2,
+                if _SILENCED['python'] is None:                       # made once and never closed: a handler or progress bar that keeps it keeps working
+                    _SILENCED['python'] = open(os.dup(_SILENCED['saved']), 'w', encoding=sys.stderr.encoding, errors='backslashreplace', buffering=1)
+                _SILENCED['stderr'], sys.stderr = sys.stderr, _SILENCED['python']
         _SILENCED['depth'] += 1
     try: yield
     finally:
         with _SILENCED['lock']:
             _SILENCED['depth'] -= 1
             if _SILENCED['depth'] == 0:
-                if _SILENCED['stderr'] is not None: sys.stderr.flush(); sys.stderr, _SILENCED['stderr'] = _SILENCED['stderr'], None
+                if _SILENCED['stderr'] is not None:
+                    _SILENCED['python'].flush()
+                    if sys.stderr is _SILENCED['python']: sys.stderr = _SILENCED['stderr']    # unless someone else replaced it meanwhile
+                    _SILENCED['stderr'] = None
                 os.dup2(_SILENCED['saved'], 2); os.close(_SILENCED['saved'])
 
 def import_tensorflow():
@@ -194,12 +199,10 @@ def diameter_arg(text: str) -> float | None:
 
 # %% ../nbs/00_core.ipynb #45e050ba
 def flag_message(error: NucleiError, parser: argparse.ArgumentParser) -> str:
-    "`error`'s message with its leading parameter name replaced by the parser's flag for that parameter; advice to use a flag this command lacks says so."
+    "`error`'s message with its leading parameter name replaced by the parser's flag for that parameter."
     msg = str(error)
     flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
     if error.param in flags and msg.startswith(error.param): msg = flags[error.param] + msg[len(error.param):]
-    elif error.param and error.param not in flags and f'--{error.param}' in msg:
-        msg += f' ({parser.prog} has no --{error.param}: give it images of one channel and one plane, or use a command that has it)'
     return msg
 
 def run_command(parser: argparse.ArgumentParser, body, argv: list[str] | None = None) -> int:

@@ -376,6 +376,8 @@ def _label_values(path: Path) -> np.ndarray:
     arr, axes, *_ = (_read_other if path.suffix.lower() == '.npy' else _read_tiff)(path)
     keep = [i for i, (a, n) in enumerate(zip(axes, arr.shape)) if n > 1 or a in 'YX']      # size-1 axes say nothing
     arr, axes = arr.reshape([arr.shape[i] for i in keep]), ''.join(axes[i] for i in keep)
+    for a in 'CS':                                                                          # samples stored as planes (planar TIFF): last
+        if a in axes: arr, axes = np.moveaxis(arr, axes.index(a), -1), axes.replace(a, '') + a
     if axes[:2] != 'YX' or len(axes) > 3: raise NucleiError(f'{path}: a label image must be 2-D, not {"x".join(map(str, arr.shape))} ({axes.replace("Q", "?")}); save one plane per file')
     return arr
 
@@ -390,7 +392,9 @@ def read_labels(path: str | os.PathLike, image_shape: tuple | None = None, keep_
     if not np.issubdtype(a.dtype, np.integer): raise NucleiError(f'{path}: a label image must hold integers, not {a.dtype}')
     _check_shape(path, a.shape, image_shape, 'label image')
     if a.min() < 0: raise NucleiError(f'{path}: a label image must not hold negative values')
-    if len(np.unique(a[a > 0])) == 1: return connected_components(a > 0).astype(np.int32)
+    values = np.unique(a[a > 0])
+    if len(values) == 1 and (not keep_ids or values[0] in (1, np.iinfo(a.dtype).max)):      # a binary mask (kept ids: unless its one value is an id)
+        return connected_components(a > 0).astype(np.int32)
     if a.max() > np.iinfo(np.int32).max: raise NucleiError(f'{path}: label values above {np.iinfo(np.int32).max}; renumber them from 1')
     return a.astype(np.int32) if keep_ids else relabel_sequential(a.astype(np.int32))[0]
 

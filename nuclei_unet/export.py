@@ -10,6 +10,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import relabel_sequential
 
 from .core import NucleiError, atomic_path, bad_value
 
@@ -71,16 +72,16 @@ def nucleus_polygons(labels: np.ndarray) -> dict[int, list[tuple[np.ndarray, lis
     from matplotlib.path import Path as Outline
     labels = np.asarray(labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer): raise NucleiError(f'labels: expected a 2-D integer array, got {labels.dtype} {labels.shape}', 'labels')
-    polygons = {}
-    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+    polygons, (seq, _, ids) = {}, relabel_sequential(labels)     # traced as 1..N: another tool's ids may run to billions
+    for i, sl in enumerate(ndi.find_objects(seq), start=1):
         if sl is None: continue
-        rings = [r + (sl[1].start, sl[0].start) for r in pixel_rings(labels[sl] == i)]
+        rings = [r + (sl[1].start, sl[0].start) for r in pixel_rings(seq[sl] == i)]
         outers = [r for r in rings if ring_area(r) > 0]
         shapes = [(o, []) for o in outers]
         for hole in (r for r in rings if ring_area(r) < 0):          # a hole belongs to the smallest outer ring around it (a piece inside another's hole may have holes too)
             owner = min((s for s in shapes if Outline(s[0]).contains_point(hole[0] + 0.25)), key=lambda s: ring_area(s[0]), default=shapes[0]) if len(shapes) > 1 else shapes[0]
             owner[1].append(hole)
-        polygons[i] = shapes
+        polygons[int(ids[i])] = shapes
     return polygons
 
 def polygon_mask(rings, shape: tuple) -> np.ndarray:

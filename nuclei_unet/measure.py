@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 from skimage.measure import regionprops_table
+from skimage.segmentation import relabel_sequential
 
 from .core import NucleiError, atomic_path, bad_value
 
@@ -41,8 +42,9 @@ def measure_nuclei(labels: np.ndarray, image: np.ndarray | None = None, channels
         if len(channels) != image.shape[2]: raise NucleiError(f'{len(channels)} channel names for {image.shape[2]} channels', 'channels')
     props = ['label', 'centroid', 'bbox', 'area', 'perimeter', 'equivalent_diameter_area', 'axis_major_length',
              'axis_minor_length', 'eccentricity', 'orientation', 'solidity'] + ['intensity_mean', 'intensity_min', 'intensity_max'] * (image is not None)
-    t = regionprops_table(labels, image, properties=props, extra_properties=(_median, _integrated) if image is not None else ())
-    table = {'label': t['label'].astype(np.int64)}
+    seq, _, ids = relabel_sequential(labels)                # measured as 1..N: another tool's ids may run to billions
+    t = regionprops_table(seq, image, properties=props, extra_properties=(_median, _integrated) if image is not None else ())
+    table = {'label': np.asarray(ids[t['label']], np.int64)}
     for key, name, power in _SHAPE: table[name + (_UNITS[power][0] if power else '')] = t[key]
     h, w = labels.shape
     table['touches_edge'] = (t['bbox-0'] == 0) | (t['bbox-1'] == 0) | (t['bbox-2'] == h) | (t['bbox-3'] == w)

@@ -402,8 +402,9 @@ def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, o
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
                    channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None,
                    blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None, exports: Sequence[str] = ()) -> FolderResult:
-    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`; `exports` of `export.EXPORTS`): a `FolderResult`."
+    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`, None: the samples' own, see `list_samples`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`; `exports` of `export.EXPORTS`): a `FolderResult`."
     draw = figure_ids([s.id for s in samples], figures)
+    if samples: channel, z = samples[0].channel if channel is None else channel, samples[0].z if z is None else z
     with folder_lock(ensure_dir(out)):
         claim_folder(out, run_settings(predictor, diameter, channel, z, pixel_size), overwrite)
         return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client, check_exports(','.join(exports)))
