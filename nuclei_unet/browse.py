@@ -26,8 +26,8 @@ class Browser:
     def __init__(self, out: str | os.PathLike):
         import ipywidgets as w
         self.out = Path(out)
-        ids = sorted(p.stem for p in (self.out/'measurements').glob('*.csv')) if (self.out/'measurements').is_dir() else []
-        if not ids: raise NucleiError(f'{self.out}: no measurements/<id>.csv; not a nuclei_predict output folder, or nothing predicted yet')
+        ids = sorted(p.stem for p in (self.out/'measurements').glob('*.csv') if (self.out/'labels'/f'{p.stem}.png').exists()) if (self.out/'measurements').is_dir() else []
+        if not ids: raise NucleiError(f'{self.out}: no measurements/<id>.csv with labels/<id>.png; not a nuclei_predict output folder, nothing predicted yet, or only images done block by block (open their labels/<id>.ome.zarr in napari or QuPath)')
         self.settings = json.loads((self.out/'run.json').read_text()) if (self.out/'run.json').exists() else {}
         self.image = w.Dropdown(options=ids, description='image')
         self.nucleus = w.BoundedIntText(min=1, value=1, description='nucleus')

@@ -8,7 +8,7 @@ import importlib.resources, json, os, zipfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .core import NucleiError, bad_value
+from .core import NucleiError, bad_value, check_flags
 
 # %% auto #0
 __all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'LOSSES', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED',
@@ -44,6 +44,7 @@ class UNetConfig:
         if float(self.channel_rate) not in CHANNEL_RATES:
             raise bad_value('channel_rate', float(self.channel_rate), 'choose from 0.5, 1, 2')
         if not 2 <= self.levels <= 6: raise bad_value('levels', self.levels, 'choose from 2 to 6')
+        check_flags(residual=self.residual, batch_norm=self.batch_norm)
         if not 0 <= self.dropout <= 0.5: raise bad_value('dropout', float(self.dropout), 'must be between 0 and 0.5')
         if set(self.outputs) - set(OUTPUTS) or 'foreground' not in self.outputs:
             raise bad_value('outputs', self.outputs, 'must include foreground, may add border')

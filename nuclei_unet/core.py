@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['DASK_EXTRA', 'BF16_FLAGS', 'NucleiError', 'bad_value', 'atomic_path', 'write_image', 'save_figure',
+__all__ = ['DASK_EXTRA', 'BF16_FLAGS', 'NucleiError', 'bad_value', 'check_flags', 'atomic_path', 'write_image', 'save_figure',
            'remove_temporaries', 'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256', 'native_stderr_silenced',
            'import_tensorflow', 'need', 'have', 'cpu_flags', 'has_bf16', 'progress_bar', 'CommandParser',
            'positive_number', 'diameter_arg', 'flag_message', 'run_command']
@@ -27,6 +27,11 @@ def bad_value(param: str, value, reason: str) -> NucleiError:
     "A `NucleiError` about parameter `param`: '`param` `value`: `reason`'."
     shown = f'{value:g}' if isinstance(value, float) else ','.join(map(str, value)) if isinstance(value, (tuple, list)) else value
     return NucleiError(f'{param} {shown}: {reason}', param)
+
+def check_flags(**values):
+    "A `NucleiError` naming the first of `values` that is not True or False (papermill's `-p tta false` passes the text 'false', which is true)."
+    for k, v in values.items():
+        if not isinstance(v, bool): raise bad_value(k, v, "must be True or False (papermill: -p NAME True, or -y 'NAME: false')")
 
 # %% ../nbs/00_core.ipynb #7d2d98e6
 @contextmanager

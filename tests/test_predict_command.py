@@ -140,7 +140,7 @@ def test_evaluate_from_files_agrees_with_evaluate_from_model(tmp_path, model, he
 
 def test_papermill_predict_run(tmp_path, model):
     r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / 'predict_run.ipynb'), str(tmp_path / 'out.ipynb'),
-                        '-p', 'model', str(model), '-p', 'out_dir', str(tmp_path / 'run'), '--cwd', str(ROOT / 'nbs')],
+                        '-p', 'model', str(model), '-p', 'out_dir', str(tmp_path / 'run'), '-p', 'diameter', 'auto', '--cwd', str(ROOT / 'nbs')],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list((tmp_path / 'run' / 'labels').iterdir())) == 24
