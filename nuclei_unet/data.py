@@ -163,6 +163,7 @@ class RawImage:
     channels: tuple[str, ...]          # names of the channels in `pixels`: red, green, blue; the file's names; or c1..cn
     pixel_size: float | None           # µm per pixel from the metadata; None where it records none
     nuclear: int = 0                   # index of the channel the network sees (unused for colour)
+    path: Path | None = None           # the file it was read from; None: an array given in memory
 
     @property
     def rgb(self) -> np.ndarray:
@@ -321,7 +322,7 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
         arr = np.moveaxis(arr, c, -1)
     else: names = ('red', 'green', 'blue') if colour else names[:1] or ('c1',)
     pixels = arr.transpose([axes.index(a) for a in ('YXS' if colour else 'YXC')]) if colour or 'C' in axes else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
-    return RawImage(pixels if lazy and not isinstance(pixels, np.ndarray) else np.ascontiguousarray(pixels), colour, names, size, nuclear)
+    return RawImage(pixels if lazy and not isinstance(pixels, np.ndarray) else np.ascontiguousarray(pixels), colour, names, size, nuclear, path)
 
 def _frame(where: str, arr: np.ndarray, axis: int, frame: int | None) -> np.ndarray:
     "Time point `frame` (1-based) along `axis`; none chosen: a `NucleiError` saying how to choose."

@@ -176,12 +176,12 @@ def _as_raw(image, channel, z) -> RawImage:
     if image.ndim != 3 or image.shape[2] not in (1, 3): raise NucleiError(f'expected an image of shape (H, W), (H, W, 1) or (H, W, 3), got {image.shape}')
     return RawImage(image, image.shape[2] == 3, ('red', 'green', 'blue') if image.shape[2] == 3 else ('c1',), None)
 
-def _fingerprint(image, pixels, n: int = 8, side: int = 32) -> str:
-    "Which image a run is of, cheaply: SHA-256 of `n` x `n` patches of `side` px spread over `pixels`, and of the file's path, size and time where `image` is a path."
-    h = hashlib.sha256()
-    if isinstance(image, (str, os.PathLike)):
-        st = os.stat(image)
-        h.update(f'{Path(image).resolve()}\n{st.st_size}\n{st.st_mtime_ns}\n'.encode())
+def _fingerprint(raw: RawImage, n: int = 8, side: int = 32) -> str:
+    "Which image a run is of, cheaply: SHA-256 of `n` x `n` patches of `side` px spread over its pixels, and of its file's path, size and time where it was read from one."
+    h, pixels = hashlib.sha256(), raw.pixels
+    if raw.path is not None:
+        st = os.stat(raw.path)
+        h.update(f'{Path(raw.path).resolve()}\n{st.st_size}\n{st.st_mtime_ns}\n'.encode())
     (H, W), xp = pixels.shape[:2], need('dask.array') if hasattr(pixels, 'compute') else np
     ys, xs = (np.linspace(0, max(0, s - side), n).round().astype(int) for s in (H, W))
     patches = xp.stack([pixels[y:y + side, x:x + side] for y in ys for x in xs])     # read at once: a chunk under several patches once
@@ -300,7 +300,7 @@ def predict_large(image, out: str | os.PathLike, predictor: Predictor | None = N
     grid = BlockGrid(*raw.pixels.shape[:2], block)
     ensure_dir(out.parent)
     work = out.parent/f'.{out.name}.work'
-    plan = _work_plan(work, _settings(predictor, raw, diameter, block, pixel_size, _fingerprint(image, raw.pixels)), predictor, raw, diameter)
+    plan = _work_plan(work, _settings(predictor, raw, diameter, block, pixel_size, _fingerprint(raw)), predictor, raw, diameter)
     prob = _probabilities_stage(predictor, raw, grid, plan, work, progress)
     anchors_z = _nuclei_stage(predictor, raw, grid, plan, work, prob, pixel_size, progress)
     table, n, cut = _labels_stage(anchors_z, grid, work, out, None if tiff is None else Path(tiff), pixel_size)
