@@ -138,7 +138,10 @@ def _keras_run(model_path: Path, threads: int) -> Callable:
     try: tf.config.threading.set_intra_op_parallelism_threads(threads)
     except RuntimeError: pass                                                    # TensorFlow already started: it keeps its threads
     f = inference_function(load_model(model_path)[0])
-    return lambda x: f(x).numpy()
+    def run(x):
+        try: return f(x).numpy()
+        except tf.errors.InvalidArgumentError as e: raise RuntimeError(str(e)) from None      # as OpenVINO says it: the input does not fit
+    return run
 
 def load_engine(model_path: str | os.PathLike, engine: str = 'openvino', precision: str | None = None,
                 threads: int | None = None) -> Engine:
