@@ -44,10 +44,10 @@ def _plane_flags(p: CommandParser, channel_note: str = ''):
     p.add_argument('--channel', help=f"multi-channel images: the nuclear channel, 1-based (as Fiji's C1..Cn) or a name from OME metadata{channel_note}")
     p.add_argument('--z', help='z-stacks: max or mean projection, or plane N (1-based)')
 
-def _check_planes(sample, channel, z):
+def _check_planes(sample):
     "Fail fast when the first image needs a --channel or --z choice it was not given (other faults are reported per image)."
     from nuclei_unet.data import read_raw
-    try: read_raw(sample.image, channel, z, lazy=have('dask', 'zarr'), frame=sample.frame)
+    try: read_raw(sample.image, sample.channel, sample.z, lazy=have('dask', 'zarr'), frame=sample.frame)
     except NucleiError as e:
         if e.param in ('channel', 'z'): raise
 
@@ -68,7 +68,7 @@ def _eda(a) -> int:
     from nuclei_unet.plots import plot_examples, plot_overview
     data = _data_or_default(a.data)
     samples = list_samples(data, a.channel, a.z)
-    _check_planes(samples[0], a.channel, a.z)
+    _check_planes(samples[0])
     out = ensure_dir(a.out)
     stats = collect_stats(samples)
     summary = {'data': str(data), **summarize(stats)}
@@ -117,7 +117,7 @@ def _train(a) -> int:
     init = (pretrained_path() if a.init == 'pretrained' else Path(a.init)) if a.init else None
     cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
     data = _data_or_default(a.data)
-    _check_planes(list_samples(data)[0], a.channel, a.z); ensure_dir(a.out)   # a wrong folder or a missing plane choice is said before TensorFlow loads
+    _check_planes(list_samples(data, a.channel, a.z)[0]); ensure_dir(a.out)   # a wrong folder or a missing plane choice is said before TensorFlow loads
     from nuclei_unet.train import train
     t0 = time.time()
     rows = train(data, a.out, cfg, a.epochs, a.batch_size, a.lr if a.lr is not None else 1e-4 if init else 1e-3, a.val_fraction, a.seed,
@@ -162,9 +162,9 @@ def _predict(a) -> int:
     model = a.model or pretrained_path()
     cfg = read_model_config(model)
     cfg.check_tile(a.tile); usable_diameter(cfg, a.diameter, model)
-    samples = list_samples(_data_or_default(a.data))
+    samples = list_samples(_data_or_default(a.data), a.channel, a.z)
     out = ensure_dir(a.out)
-    _check_planes(samples[0], a.channel, a.z)
+    _check_planes(samples[0])
     from nuclei_unet.large import check_block
     check_block(a.block)
     from nuclei_unet.export import check_exports
@@ -173,7 +173,7 @@ def _predict(a) -> int:
     client = connect(a.scheduler) if a.scheduler else None                 # an address that does not answer fails here, within seconds
     predictor = _predictor(a, model)
     from nuclei_unet.predict import predict_folder
-    try: done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures, channel=a.channel, z=a.z,
+    try: done, kept, failed = predict_folder(samples, predictor, out, a.overwrite, diameter=a.diameter, figures=a.figures,
                                              pixel_size=a.pixel_size, blockwise=int(a.blockwise * 1e6), block=a.block, tiff=a.tiff, client=client, exports=exports)
     finally:
         if client is not None: client.close()
@@ -218,7 +218,7 @@ def _evaluate(a) -> int:
         if a.val: samples = validation_samples(samples, model_info(model), str(model))
         predictor = _predictor(a, model)
         predict = lambda image: predictor.predict(image, a.diameter).labels
-    if samples: _check_planes(samples[0], a.channel, a.z)
+    if samples: _check_planes(samples[0])
     rows = evaluate_samples(samples, predict=predict, pred_dir=a.pred)
     summary = summarize_scores(rows)
     print(format_scores(rows, summary), file=sys.stderr if a.json else sys.stdout)   # with --json, stdout holds the JSON alone
@@ -293,7 +293,7 @@ def _quantize(a) -> int:
     if a.crops < 1: raise bad_value('crops', a.crops, 'must be at least 1')
     samples = [s for s in list_samples(a.data, a.channel, a.z) if s.has_truth]
     if not samples: raise bad_value('data', a.data, 'no images with masks; calibration and the check need them')
-    _check_planes(samples[0], a.channel, a.z)
+    _check_planes(samples[0])
     calibration, held = split_for_int8(samples, model_info(a.model).val_ids, a.seed)
     folder = quantize_model(a.model, calibration, a.crops, seed=a.seed)
     s = check_int8(a.model, held)

@@ -33,9 +33,9 @@ def worker_predictor(spec: dict) -> Predictor:
     if key not in _PREDICTORS: _PREDICTORS[key] = Predictor(**spec)
     return _PREDICTORS[key]
 
-def _predict_task(s: Sample, spec: dict, out: str, diameter, draw: bool, channel, z, pixel_size, blockwise: int, block, tiff: bool, exports: tuple):
+def _predict_task(s: Sample, spec: dict, out: str, diameter, draw: bool, pixel_size, blockwise: int, block, tiff: bool, exports: tuple):
     "One image on a worker: (id, its RLEs or None, None) when written, (id, None, error) when it could not be."
-    try: return s.id, _predict_image(s, worker_predictor(spec), Path(out), diameter, draw, channel, z, pixel_size, blockwise, block, tiff, exports), None
+    try: return s.id, _predict_image(s, worker_predictor(spec), Path(out), diameter, draw, pixel_size, blockwise, block, tiff, exports), None
     except NucleiError as e: return s.id, None, failure_line(s, e)
 
 # %% ../nbs/12_cluster.ipynb #78d5a89c
@@ -43,7 +43,7 @@ def predict_on_cluster(client, samples: Sequence[Sample], predictor: Predictor, 
                        **options) -> tuple[dict, set, list[str]]:
     "Predict `samples` on the workers of `client` into `out` (options as `predict_folder`): (RLEs by id, ids done blockwise, errors)."
     distributed = need('distributed')
-    futures = [client.submit(_predict_task, s, predictor.spec, str(out), options['diameter'], s.id in draw, options['channel'], options['z'],
+    futures = [client.submit(_predict_task, s, predictor.spec, str(out), options['diameter'], s.id in draw,
                              options['pixel_size'], options['blockwise'], options['block'], options['tiff'], options['exports'], pure=False)
                for s in samples]
     rles, large, failed = {}, set(), []

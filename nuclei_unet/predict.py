@@ -332,9 +332,9 @@ def _write_record(s: Sample, raw: RawImage, table: dict, r, out: Path, pixel_siz
                   diameter=r.diameter, diameter_source=r.diameter_source, **more, **ran)
     with atomic_path(out/'records'/f'{s.id}.json') as tmp: tmp.write_text(json.dumps(record))
 
-def _read(s: Sample, channel: int | str | None, z: int | str | None, blockwise: int) -> tuple[RawImage, np.ndarray | None]:
+def _read(s: Sample, blockwise: int) -> tuple[RawImage, np.ndarray | None]:
     "One sample's pixels as stored and its true labels (or None); above `blockwise` pixels (with dask and zarr) the pixels stay a lazy Dask array."
-    raw = read_raw(s.image, channel, z, lazy=have('dask', 'zarr'), frame=s.frame)
+    raw = read_raw(s.image, s.channel, s.z, lazy=have('dask', 'zarr'), frame=s.frame)
     if raw.pixels.shape[0] * raw.pixels.shape[1] > blockwise and have('dask', 'zarr'): return raw, None
     if not isinstance(raw.pixels, np.ndarray): raw = replace(raw, pixels=np.ascontiguousarray(read_pixels(raw.pixels, scheduler='threads')))
     return raw, read_truth(s, raw.pixels.shape)
@@ -362,10 +362,10 @@ def _predicted(s: Sample, predictor: Predictor, raw: RawImage, diameter: float |
     if r.labels.max() >= 2**16: raise NucleiError(f'{r.labels.max():,} nuclei found, more than a 16-bit label image holds; predict it block by block (--blockwise)')
     return r
 
-def _predict_image(s: Sample, predictor: Predictor, out: Path, diameter, draw: bool, channel, z, pixel_size, blockwise: int, block, tiff: bool,
+def _predict_image(s: Sample, predictor: Predictor, out: Path, diameter, draw: bool, pixel_size, blockwise: int, block, tiff: bool,
                    exports: tuple = ()) -> list[str] | None:
     "Read, predict and write one image, without reading ahead (as a cluster's worker does): its RLEs, or None when it was done block by block."
-    raw, truth = _read(s, channel, z, blockwise)
+    raw, truth = _read(s, blockwise)
     if not isinstance(raw.pixels, np.ndarray):
         return _predict_blockwise(s, raw, predictor, out, diameter, predictor.engine.describe(), pixel_size, block, tiff, False, draw, exports)
     return _write_outputs(s, raw, truth, _predicted(s, predictor, raw, diameter), out, draw, predictor.engine.describe(), pixel_size, exports)
@@ -400,25 +400,25 @@ class FolderResult(NamedTuple):
 
 def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, overwrite: bool = False,
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
-                   channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None,
-                   blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None, exports: Sequence[str] = ()) -> FolderResult:
-    "Predict every sample into `out` (`diameter`: px, None = estimated; `channel`, `z` as `read_raw`, None: the samples' own, see `list_samples`; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`; `exports` of `export.EXPORTS`): a `FolderResult`."
+                   pixel_size: float | None = None, blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None, exports: Sequence[str] = ()) -> FolderResult:
+    "Predict every sample into `out`, each read with its own channel and z choice (see `list_samples`) (`diameter`: px, None = estimated; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`; `exports` of `export.EXPORTS`): a `FolderResult`."
     draw = figure_ids([s.id for s in samples], figures)
-    if samples: channel, z = samples[0].channel if channel is None else channel, samples[0].z if z is None else z
+    planes = {(s.channel, s.z) for s in samples}
+    if len(planes) > 1: raise NucleiError(f'the samples are read with {len(planes)} different channel and z choices; a folder holds the outputs of one')
+    channel, z = next(iter(planes), (None, None))
     with folder_lock(ensure_dir(out)):
         claim_folder(out, run_settings(predictor, diameter, channel, z, pixel_size), overwrite)
-        return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client, check_exports(','.join(exports)))
+        return _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, pixel_size, blockwise, block, tiff, client, check_exports(','.join(exports)))
 
-def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, client, exports) -> FolderResult:
+def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, pixel_size, blockwise, block, tiff, client, exports) -> FolderResult:
     "The body of `predict_folder`, with the folder locked and claimed."
     for d in ('masks', 'labels', 'figures', 'records', 'measurements', *exports): ensure_dir(out/d); remove_temporaries(out/d)
     remove_temporaries(out)
     todo = [s for s in samples if overwrite or not _is_done(out, s.id)]
     if client is not None:
         from nuclei_unet.cluster import predict_on_cluster
-        rles, large, failed = predict_on_cluster(client, todo, predictor, out, draw, progress, diameter=diameter, channel=channel, z=z,
-                                                 pixel_size=pixel_size, blockwise=blockwise, block=block, tiff=tiff, exports=exports)
-    else: rles, large, failed = _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, exports)
+        rles, large, failed = predict_on_cluster(client, todo, predictor, out, draw, progress, diameter=diameter, pixel_size=pixel_size, blockwise=blockwise, block=block, tiff=tiff, exports=exports)
+    else: rles, large, failed = _predict_here(todo, predictor, out, progress, diameter, draw, pixel_size, blockwise, block, tiff, exports)
     done = [s.id for s in samples if s.id in rles or s.id in large or s not in todo]
     _export_earlier(out, [s.id for s in samples if s not in todo], exports)
     if done:
@@ -434,11 +434,11 @@ def _export_earlier(out: Path, ids: Sequence[str], exports: tuple):
         if missing and (out/'labels'/f'{i}.png').exists():
             write_exports(decode_file(out/'labels'/f'{i}.png').astype(np.int32), read_measurements(out/'measurements'/f'{i}.csv'), out, i, missing)
 
-def _predict_here(todo, predictor, out, progress, diameter, draw, channel, z, pixel_size, blockwise, block, tiff, exports) -> tuple[dict, set, list[str]]:
+def _predict_here(todo, predictor, out, progress, diameter, draw, pixel_size, blockwise, block, tiff, exports) -> tuple[dict, set, list[str]]:
     "Predict `todo` in this process, reading ahead and writing behind the network: (RLEs by id, ids done blockwise, errors)."
     failed, rles, writes, large = [], {}, deque(), set()
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:     # read ahead and write behind the network
-        for s, read in progress_bar(_ahead(reader, lambda s: _read(s, channel, z, blockwise), todo), 'predicting', total=len(todo), progress=progress):
+        for s, read in progress_bar(_ahead(reader, lambda s: _read(s, blockwise), todo), 'predicting', total=len(todo), progress=progress):
             try:
                 raw, truth = read.result()
                 if not isinstance(raw.pixels, np.ndarray):
