@@ -21,7 +21,7 @@ from .data import find_dsb2018, list_samples, read_image, read_labels, read_samp
 from .instances import median_diameter, probabilities_to_labels, resize_labels
 from .evaluate import evaluate, summarize_scores, validation_samples
 from .engine import default_threads, int8_model, openvino_model
-from .predict import Predictor, predict_folder, predict_probabilities
+from .predict import Predictor, figure_ids, predict_folder, predict_probabilities
 from .losses import bce_dice_loss, dice_coef
 from .metrics import dsb_score
 from .config import UNetConfig, model_info, pretrained_path
@@ -236,22 +236,21 @@ def bench_ceiling(model_path: str | os.PathLike, model_mp_s: dict | None = None)
 
 # %% ../nbs/90_bench.ipynb #95580ecb
 def bench_stages(data: str | os.PathLike, n_images: int | None = None, engine: str = 'openvino', precision: str | None = None) -> dict:
-    "Seconds per megapixel of each stage of `nuclei_predict`, run one after another with the bundled model on the first `n_images` of `data`."
-    from nuclei_unet.data import intensity_range, normalize_image
+    "Seconds per megapixel of each stage of `nuclei_predict`, run one after another with the bundled model on the first `n_images` of `data`: read, predict (normalize, the diameter estimate's passes, instances), figure (of the images it draws), write, submission."
     from nuclei_unet.instances import labels_to_rles
     from nuclei_unet.plots import prediction_figure
     predictor = Predictor(pretrained_path(), engine=engine, precision=precision)
     samples = list_samples(data)[:n_images]
-    secs, mp = dict.fromkeys(('read', 'normalize', 'model', 'instances', 'figure', 'write', 'submission'), 0.0), 0.0
+    draw = figure_ids([s.id for s in samples])                                                                  # as nuclei_predict draws them
+    secs, mp = dict.fromkeys(('read', 'predict', 'figure', 'write', 'submission'), 0.0), 0.0
     predict_probabilities(predictor.engine, predictor.cfg, np.zeros((64, 64, 3), np.uint8))                  # warm-up
     with tempfile.TemporaryDirectory() as out:
         for s in samples:
             t, (image, truth) = _timed_result(read_sample, s); secs['read'] += t
-            tn, _ = _timed_result(lambda: normalize_image(image, value_range=intensity_range(image, predictor.cfg.percentiles))); secs['normalize'] += tn
-            t, prob = _timed_result(predict_probabilities, predictor.engine, predictor.cfg, image); secs['model'] += t - tn     # it normalizes too
-            t, labels = _timed_result(probabilities_to_labels, prob, predictor.params); secs['instances'] += t
-            t, fig = _timed_result(prediction_figure, s.id, image, labels, truth); secs['figure'] += t
-            t, _ = _timed_result(lambda: [cv2.imwrite(f'{out}/{s.id}_{k}.png', a) for k, a in (('fig', fig[..., ::-1]), ('mask', (labels > 0).astype(np.uint8) * 255), ('labels', labels.astype(np.uint16)))]); secs['write'] += t
+            t, r = _timed_result(predictor.predict, image); secs['predict'] += t
+            labels, drawn = r.labels, []
+            if s.id in draw: t, fig = _timed_result(prediction_figure, s.id, image, labels, truth); secs['figure'] += t; drawn = [('fig', fig[..., ::-1])]
+            t, _ = _timed_result(lambda: [cv2.imwrite(f'{out}/{s.id}_{k}.png', a) for k, a in drawn + [('mask', (labels > 0).astype(np.uint8) * 255), ('labels', labels.astype(np.uint16))]]); secs['write'] += t
             t, _ = _timed_result(labels_to_rles, labels); secs['submission'] += t
             mp += image.shape[0] * image.shape[1] / 1e6
     total = sum(secs.values())
@@ -286,7 +285,8 @@ def bench_scale(model_path: str | os.PathLike, data: str | os.PathLike, factors=
         row = {'factor': f, 'images': len(ids)}
         for mode in modes:
             row[mode] = float(np.mean([scores[(f, mode)][i] for i in ids]))
-            row[f'{mode}_vs_1'] = row[mode] - float(np.mean([scores[(1, mode)][i] for i in ids])) if (1, mode) in scores else float('nan')
+            both = [i for i in ids if i in scores.get((1, mode), {})]                 # images left out at factor 1 (nuclei below 8 px) are not compared
+            row[f'{mode}_vs_1'] = float(np.mean([scores[(f, mode)][i] - scores[(1, mode)][i] for i in both])) if both else float('nan')
         rows.append(row)
         print(markdown_table(rows[-1:], _scale_columns(modes), header=len(rows) == 1), flush=True)
     return rows

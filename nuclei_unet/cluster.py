@@ -4,6 +4,8 @@
 
 # %% ../nbs/12_cluster.ipynb #33ba028d
 from __future__ import annotations
+import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -19,10 +21,16 @@ CONNECT_TIMEOUT = 10           # seconds to wait for a scheduler to answer
 
 def connect(address: str, timeout: float = CONNECT_TIMEOUT):
     "A `distributed.Client` of the scheduler at `address` (tcp://host:port), or a `NucleiError` about `scheduler` when none answers within `timeout` s."
-    distributed = need('distributed')
-    try: return distributed.Client(address, timeout=f'{timeout}s')
-    except (OSError, TimeoutError, ValueError) as e:
-        raise bad_value('scheduler', address, f'no Dask scheduler answered within {timeout:g} s ({str(e).splitlines()[0][:120]})') from None
+    distributed, got = need('distributed'), {}
+    def attempt():
+        try: got['client'] = distributed.Client(address, timeout=f'{timeout}s')
+        except BaseException as e: got['error'] = e                          # whatever the other end is (a web page, ssh) says
+    t = threading.Thread(target=attempt, daemon=True)                          # a server that answers but never as Dask would hold it for ever
+    t.start(); t.join(timeout + 5)
+    if 'client' in got: return got['client']
+    e = got.get('error')
+    why = 'it did not answer as a scheduler' if e is None else f'{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else "no detail"}'
+    raise bad_value('scheduler', address, f'no Dask scheduler answered within {timeout:g} s ({why}); a scheduler listens on port 8786 by default, its dashboard on 8787')
 
 # %% ../nbs/12_cluster.ipynb #e3f0e23c
 _PREDICTORS: dict = {}
@@ -43,7 +51,10 @@ def predict_on_cluster(client, samples: Sequence[Sample], predictor: Predictor, 
                        **options) -> tuple[dict, set, list[str]]:
     "Predict `samples` on the workers of `client` into `out` (options as `predict_folder`): (RLEs by id, ids done blockwise, errors)."
     distributed = need('distributed')
-    futures = [client.submit(_predict_task, s, predictor.spec, str(out), options['diameter'], s.id in draw,
+    absolute = lambda p: None if p is None else Path(p).resolve()                   # a worker resolves paths from its own folder
+    samples = [replace(s, image=absolute(s.image), labels=absolute(s.labels), masks=None if s.masks is None else tuple(map(absolute, s.masks))) for s in samples]
+    spec = dict(predictor.spec, model_path=str(absolute(predictor.spec['model_path'])))
+    futures = [client.submit(_predict_task, s, spec, str(absolute(out)), options['diameter'], s.id in draw,
                              options['pixel_size'], options['blockwise'], options['block'], options['tiff'], options['exports'], pure=False)
                for s in samples]
     rles, large, failed = {}, set(), []

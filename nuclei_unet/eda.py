@@ -85,6 +85,6 @@ def format_summary(summary: dict) -> str:
     if n is not None:
         a = summary['nucleus_area_px']
         rows += [('nuclei', f"{summary['nuclei']:,} ({', '.join(f'{k}: {v:,}' for k, v in summary['nuclei_by_modality'].items())})"),
-                 ('nuclei per image', f"{n['min']:g} to {n['max']:g}, median {n['median']:g}, mean {n['mean']:g}"),
-                 ('nucleus area (px)', f"median {a['median']:g}, 5%-95% {a['p5']:g}-{a['p95']:g}, max {a['max']:g}")]
+                 ('nuclei per image', f"{n['min']:g} to {n['max']:g}, median {n['median']:g}, mean {n['mean']:g}")]
+        if a is not None: rows += [('nucleus area (px)', f"median {a['median']:g}, 5%-95% {a['p5']:g}-{a['p95']:g}, max {a['max']:g}")]
     return '\n'.join(f'{k:<18} {v}' for k, v in rows)

@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import relabel_sequential, watershed
 
-from .core import NucleiError
+from .core import NucleiError, bad_value
 from .metrics import dsb_map
 
 # %% auto #0
@@ -103,10 +103,12 @@ def tune_instances(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
                    ) -> tuple[InstanceParams, list[tuple[InstanceParams, float]]]:
     "Grid-search `InstanceParams` on (probabilities, true labels) pairs, each made at `zooms` (default 1): (best, [(params, mAP), ...] best first)."
     if len(probs) != len(truths) or not probs: raise NucleiError('need as many probability maps as label images, at least one', 'probs')
+    zooms = [1.0] * len(probs) if zooms is None else list(zooms)
+    if len(zooms) != len(probs): raise bad_value('zooms', len(zooms), f'one zoom per probability map ({len(probs)})')
     scores = []
     for f, s, m in itertools.product(foreground, seed, min_size):
         p = InstanceParams(foreground=f, seed=s, min_size=m, use_border=use_border)
-        scores.append((p, dsb_map((t, probabilities_to_labels(pr, p.at_zoom(z))) for pr, t, z in zip(probs, truths, zooms or [1.0] * len(probs)))))
+        scores.append((p, dsb_map((t, probabilities_to_labels(pr, p.at_zoom(z))) for pr, t, z in zip(probs, truths, zooms))))
     scores.sort(key=lambda ps: -ps[1])
     return scores[0][0], scores
 

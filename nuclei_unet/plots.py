@@ -62,8 +62,8 @@ def plot_overview(stats: Sequence[ImageStats]):
             counts = [x.nuclei for x in masked if x.modality == m]
             if counts: axs[1, 0].hist(counts, bins=30, alpha=0.6, label=m)
         areas = np.concatenate([x.areas for x in masked])
-        axs[1, 1].hist(areas, bins=np.geomspace(max(1, areas.min()), areas.max() + 1, 40))
-        axs[1, 1].set_xscale('log'); axs[1, 0].legend()
+        if len(areas): axs[1, 1].hist(areas, bins=np.geomspace(max(1, areas.min()), areas.max() + 1, 40)); axs[1, 1].set_xscale('log')   # masks drawn, but no nucleus: an empty panel
+        axs[1, 0].legend()
     axs[1, 0].set_title('nuclei per image'); axs[1, 1].set_title('nucleus area (pixels)')
     fig.tight_layout()
     return fig

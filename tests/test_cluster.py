@@ -69,3 +69,22 @@ def test_scheduler_that_does_not_answer(tmp_path):
     result = run_script('nuclei_predict', '--scheduler', 'tcp://127.0.0.1:9', '--out', tmp_path / 'out')
     assert time.time() - t < 30
     assert_one_line_error(result, 'nuclei_predict', '--scheduler', 'tcp://127.0.0.1:9', 'no Dask scheduler answered')
+
+
+def test_a_web_server_is_not_taken_for_a_scheduler(tmp_path):
+    "The dashboard's port (a web server) given by mistake: one line within seconds, not a wait for ever."
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+    with HTTPServer(('127.0.0.1', 0), SimpleHTTPRequestHandler) as web:
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        address = f'tcp://127.0.0.1:{web.server_address[1]}'
+        result = run_script('nuclei_predict', '--scheduler', address, '--out', tmp_path / 'out', timeout=120)
+        web.shutdown()
+    assert_one_line_error(result, 'nuclei_predict', '--scheduler', address, 'no Dask scheduler answered', 'dashboard on 8787')
+
+
+def test_relative_paths_reach_workers_in_another_folder(folder, cluster, tmp_path):
+    "--data and --out relative to the command's folder work on workers started elsewhere (here: the test's folder)."
+    code, _, err = run_script('nuclei_predict', '--data', os.path.relpath(folder, tmp_path), '--figures', 'none', '--threads', 1, '--out', 'out',
+                              '--scheduler', cluster.scheduler_address, cwd=tmp_path)
+    assert code == 0, err
+    assert len(list((tmp_path / 'out' / 'labels').glob('*.png'))) == N_IMAGES
