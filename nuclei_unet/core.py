@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #bb5291a7
 from __future__ import annotations
-import argparse, errno, importlib, importlib.util, io, os, sys, tempfile, threading
+import argparse, errno, glob, importlib, importlib.util, io, os, shutil, sys, tempfile, threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,10 +69,10 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #6b624500
-def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
-    "Delete the temporaries that `atomic_path` left in `folder` when its process was killed; return them."
-    stale = [p for p in Path(folder).glob('.*.tmp*') if p.is_file()]
-    for p in stale: p.unlink(missing_ok=True)
+def remove_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    "Delete the temporaries (`.<name>...tmp...`: files of `atomic_path`, folders built the same way) that a killed process left in `folder`, of output `name` or of all; return them."
+    stale = list(Path(folder).glob(f'.{"*" if name is None else glob.escape(name)}.*tmp*'))
+    for p in stale: shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return stale
 
 # %% ../nbs/00_core.ipynb #60894bb9

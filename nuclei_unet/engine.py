@@ -107,10 +107,10 @@ class Engine:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 4 or x.shape[-1] != 3: raise bad_value('x', x.shape, 'an engine takes float32 images (N,H,W,3)')
-        misfit = f'the network cannot take input {x.shape}: its sides must be multiples of 2^levels (predict_probabilities pads them)'
+        misfit = lambda why='': NucleiError(f'the network cannot take input {x.shape}: its sides must be multiples of 2^levels (predict_probabilities pads them){why}')
         try: y = self.run(np.ascontiguousarray(x, np.float32))
-        except RuntimeError as e: raise NucleiError(f'{misfit}; {str(e).splitlines()[0][:120]}') from None
-        if y.shape[:3] != x.shape[:3]: raise NucleiError(misfit)                 # rather than an output of another size
+        except RuntimeError as e: raise misfit(f'; {str(e).splitlines()[0][:120]}') from None
+        if y.shape[:3] != x.shape[:3]: raise misfit()                            # rather than an output of another size
         return y
 
     def describe(self) -> dict:

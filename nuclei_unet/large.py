@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, need, progress_bar
+from .core import NucleiError, atomic_path, bad_value, ensure_dir, need, progress_bar, remove_temporaries
 from .config import usable_diameter
 from .data import SUBSAMPLE, RawImage, display_rgb8, intensity_range, read_pixels, read_raw
 from .export import nucleus_polygons
@@ -274,10 +274,8 @@ def _labels_stage(anchors_z, grid, work, out: Path, tiff: Path | None, pixel_siz
     table = {c: v[order] for c, v in table.items()}
     table['label'] = np.searchsorted(ids, table['label'].astype(np.uint64)).astype(np.int64) + 1
     dtype = np.uint16 if len(ids) < 2**16 else np.uint32
-    stale = f'.{out.name}.tmp-'
-    for p in out.parent.iterdir():                       # a killed run's labels in the making, whatever its process
-        if p.name.startswith(stale) and p.name[len(stale):].isdigit() and p.is_dir(): shutil.rmtree(p)
-    tmp = out.parent/f'{stale}{os.getpid()}'
+    remove_temporaries(out.parent, out.name)             # a killed run's labels in the making, whatever its process
+    tmp = out.parent/f'.{out.name}.tmp-{os.getpid()}'
     labels = _new_ome_zarr(tmp, (grid.height, grid.width), dtype, (grid.block, grid.block), pixel_size)
     for k in range(len(grid)):
         y0, y1, x0, x1 = grid.core(k)
