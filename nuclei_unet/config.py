@@ -13,7 +13,7 @@ from .core import NucleiError, bad_value, check_flags
 # %% auto #0
 __all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'LOSSES', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED',
            'UNetConfig', 'read_model_info', 'read_model_config', 'usable_diameter', 'ModelInfo', 'model_info',
-           'check_run', 'init_config', 'pretrained_path']
+           'check_run', 'architecture_changes', 'init_config', 'pretrained_path']
 
 # %% ../nbs/02a_config.ipynb #fb46a65b
 SIZES = (64, 128, 256, 512)
@@ -148,13 +148,17 @@ def check_run(epochs: int, batch_size: int, val_fraction: float, steps_per_epoch
     if not 0 < val_fraction < 1: raise bad_value('val_fraction', float(val_fraction), 'must be between 0 and 1')
     if steps_per_epoch is not None and steps_per_epoch < 1: raise bad_value('steps_per_epoch', steps_per_epoch, 'must be at least 1')
 
+def architecture_changes(old: UNetConfig, new: UNetConfig) -> list[str]:
+    "The `ARCHITECTURE` fields in which `new` differs from `old` (a network's weights fit only their own)."
+    return [k for k in ARCHITECTURE if getattr(old, k) != getattr(new, k)]
+
 def init_config(path: str | os.PathLike, **given) -> UNetConfig:
     "The `UNetConfig` of model file `path` with the settings in `given` that are not None; a different architecture is refused."
     saved = read_model_config(path)
-    for k, v in given.items():
-        if k in ARCHITECTURE and v is not None and v != getattr(saved, k):
-            raise bad_value(k, v, f'the --init model {path} has {k} {getattr(saved, k)}; leave it out to keep that')
-    return replace(saved, **{k: v for k, v in given.items() if v is not None})
+    cfg = replace(saved, **{k: v for k, v in given.items() if v is not None})
+    changed = architecture_changes(saved, cfg)
+    if changed: raise bad_value(changed[0], getattr(cfg, changed[0]), f'the --init model {path} has {changed[0]} {getattr(saved, changed[0])}; leave it out to keep that')
+    return cfg
 
 def pretrained_path(check: bool = True) -> Path:
     "Path of the bundled DSB2018 model file (`nuclei_unet/models/dsb2018_unet.keras` in the installed package)."

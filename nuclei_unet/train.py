@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
-from .config import ARCHITECTURE, UNetConfig, check_run, read_model_info
+from .config import UNetConfig, architecture_changes, check_run, read_model_info
 from .core import NucleiError, atomic_path, bad_value, ensure_dir, has_bf16, import_tensorflow, remove_temporaries, save_figure
 
 tf = import_tensorflow()
@@ -146,7 +146,7 @@ RESUMED_SETTINGS = ('data', 'channel', 'z', 'batch_size', 'lr', 'val_fraction', 
 
 def check_resume(out: Path, saved_cfg: UNetConfig, cfg: UNetConfig, saved_run: dict, run: dict, force: bool = False) -> list[str]:
     "The settings in which a resumed run at `out` would differ from the one saved there; a `NucleiError` naming the first unless `force` (another architecture: always)."
-    arch = [k for k in ARCHITECTURE if getattr(saved_cfg, k) != getattr(cfg, k)]
+    arch = architecture_changes(saved_cfg, cfg)
     if arch: raise NucleiError(f'{out}: holds a run with another architecture ({", ".join(f"{k} {getattr(saved_cfg, k)}" for k in arch)}); use another --out')
     def same(k, a, b): return Path(a).resolve() == Path(b).resolve() if k == 'data' else a == b
     changed = [(k, getattr(saved_cfg, k), getattr(cfg, k)) for k in saved_cfg.__dataclass_fields__ if getattr(saved_cfg, k) != getattr(cfg, k)]
@@ -188,7 +188,7 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
             model = build_unet(cfg)
             if init is not None:
                 start, init_cfg, init_info = load_model(init)
-                arch = [k for k in ARCHITECTURE if getattr(init_cfg, k) != getattr(cfg, k)]
+                arch = architecture_changes(init_cfg, cfg)
                 if arch: raise bad_value('init', init, f'its {arch[0]} {getattr(init_cfg, arch[0])} differs from {getattr(cfg, arch[0])}; start from init_config(init)')
                 model.set_weights(start.get_weights())
                 run['init'] = str(init)
