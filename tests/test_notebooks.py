@@ -85,6 +85,18 @@ def test_figure_cells_show_their_pictures():
     assert missing == [], f'figure cells without a saved picture (run python -m nuclei_unet.notebooks): {missing}'
 
 
+PRINT_CALL = re.compile(r'^print\(', re.M)
+
+
+def test_printing_cells_keep_their_lines():
+    "A cell that prints at its top level is committed with the printed lines (execnb drops them when the cell ends in ';')."
+    missing = [f"{name} cell {c['id']}" for name, nb in notebooks().items() if name not in NOT_RUN
+               for c in nb['cells'] if c['cell_type'] == 'code' and PRINT_CALL.search(''.join(c['source']))
+               and not SKIPPED.search(''.join(c['source']))
+               and not any(o.get('output_type') == 'stream' for o in c.get('outputs', []))]
+    assert missing == [], f'printing cells without their saved lines (end them without ";", run python -m nuclei_unet.notebooks): {missing}'
+
+
 def test_notebooks_stay_small():
     "nbs/ under 10 MB, each saved picture under 300 kB."
     assert sum(p.stat().st_size for p in (ROOT / 'nbs').glob('*.ipynb')) < 10e6
