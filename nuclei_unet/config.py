@@ -12,8 +12,8 @@ from .core import NucleiError, bad_value, check_flags
 
 # %% auto #0
 __all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'LOSSES', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED',
-           'UNetConfig', 'read_model_info', 'read_model_config', 'usable_diameter', 'ModelInfo', 'model_info',
-           'check_run', 'architecture_changes', 'init_config', 'pretrained_path']
+           'check_augment', 'UNetConfig', 'read_model_info', 'read_model_config', 'usable_diameter', 'ModelInfo',
+           'model_info', 'check_run', 'architecture_changes', 'init_config', 'pretrained_path']
 
 # %% ../nbs/02a_config.ipynb #fb46a65b
 SIZES = (64, 128, 256, 512)
@@ -21,6 +21,13 @@ CHANNEL_RATES = (0.5, 1.0, 2.0)
 OUTPUTS = ('foreground', 'border')
 AUGMENTATIONS = ('stain', 'gray', 'illumination', 'blur', 'jpeg', 'noise')
 LOSSES = ('bce_dice', 'bce_dice_lovasz')          # `losses.LOSS_FUNCTIONS` holds the functions
+
+def check_augment(names) -> tuple:
+    "Augmentation names (a list or tuple of names from AUGMENTATIONS, not one string) as a tuple; else a `NucleiError` about `augment`."
+    if isinstance(names, str): raise bad_value('augment', names, f'must be a list of names, e.g. ({names!r},)')
+    names = tuple(names)
+    if set(names) - set(AUGMENTATIONS): raise bad_value('augment', ','.join(map(str, names)), f'choose from {",".join(AUGMENTATIONS)}')
+    return names
 
 @dataclass
 class UNetConfig:
@@ -39,7 +46,7 @@ class UNetConfig:
     loss: str = 'bce_dice'                           # training loss, from LOSSES (older files: bce_dice)
 
     def __post_init__(self):
-        self.outputs, self.percentiles, self.augment = tuple(self.outputs), tuple(self.percentiles), tuple(self.augment)
+        self.outputs, self.percentiles, self.augment = tuple(self.outputs), tuple(self.percentiles), check_augment(self.augment)
         if self.size not in SIZES: raise bad_value('size', self.size, f'choose from {", ".join(map(str, SIZES))}')
         if float(self.channel_rate) not in CHANNEL_RATES:
             raise bad_value('channel_rate', float(self.channel_rate), 'choose from 0.5, 1, 2')
@@ -51,8 +58,6 @@ class UNetConfig:
         if self.diameter is not None and not 4 <= self.diameter <= 200:
             raise bad_value('diameter', float(self.diameter), 'the network diameter must be between 4 and 200 pixels')
         if not 1 <= self.diameter_jitter <= 2: raise bad_value('diameter_jitter', float(self.diameter_jitter), 'must be between 1 and 2')
-        if set(self.augment) - set(AUGMENTATIONS):
-            raise bad_value('augment', self.augment, f'choose from {",".join(AUGMENTATIONS)}')
         if self.loss not in LOSSES: raise bad_value('loss', self.loss, f'choose from {", ".join(LOSSES)}')
 
     @property

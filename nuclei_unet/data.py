@@ -15,30 +15,36 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential
 
-from .core import NucleiError, cache_dir, have, native_stderr_silenced, need, write_image
+from .core import NucleiError, bad_value, cache_dir, have, native_stderr_silenced, need, write_image
 
 # %% auto #0
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'DECODE_PIXELS', 'VENDOR_FORMATS', 'MAX_PIXELS',
-           'MAX_LAZY_VALUES', 'LABEL_TAGS', 'as_rgb8', 'intensity_range', 'normalize_image', 'display_rgb8',
-           'is_image_file', 'image_id', 'header_size', 'decode_file', 'RawImage', 'read_pixels', 'read_raw',
-           'frame_count', 'read_image', 'masks_to_labels', 'read_labels', 'Sample', 'list_samples',
-           'cached_masks_to_labels', 'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
+           'MAX_LAZY_VALUES', 'LABEL_TAGS', 'bool_as_uint8', 'as_rgb8', 'intensity_range', 'normalize_image',
+           'display_rgb8', 'is_image_file', 'image_id', 'header_size', 'decode_file', 'RawImage', 'read_pixels',
+           'read_raw', 'frame_count', 'read_image', 'check_size', 'masks_to_labels', 'read_labels', 'check_labels',
+           'Sample', 'list_samples', 'cached_masks_to_labels', 'read_sample', 'read_truth', 'iter_samples',
+           'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
 
 # %% ../nbs/00_data.ipynb #710f48dc
+def bool_as_uint8(a):
+    "A bool (1-bit) image as uint8 0 and 255, as the readers and `Predictor.predict` take it; other dtypes as they are (numpy or Dask)."
+    return a.astype(np.uint8) * np.uint8(255) if a.dtype == bool else a
+
 def as_rgb8(image: np.ndarray) -> np.ndarray:
-    "Gray (H,W), (H,W,1), RGB or RGBA array of any numeric dtype -> new RGB uint8 array (H,W,3), 0..255."
-    a = np.asarray(image)
+    "Gray (H,W), (H,W,1), RGB or RGBA array of any numeric dtype (bool: 0 and 255) -> new RGB uint8 array (H,W,3), 0..255."
+    a = bool_as_uint8(np.asarray(image))
     if a.ndim == 3 and a.shape[2] in (1, 4): a = a[..., :1] if a.shape[2] == 1 else a[..., :3]
-    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3))):
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3))) or a.size == 0:
         raise NucleiError(f'expected a gray, RGB or RGBA image, got an array of shape {a.shape}')
     if a.dtype == np.uint8: out = a.copy()
-    elif a.dtype == bool: out = a.astype(np.uint8) * 255
     else:
-        f = np.nan_to_num(a.astype(np.float64))
-        lo, hi = f.min(), f.max()
+        f = a.astype(np.float64)
+        finite = f[np.isfinite(f)]
+        lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)     # the finite range: one inf pixel cannot blacken the rest
+        f = np.nan_to_num(f, nan=lo, posinf=hi, neginf=lo)
         out = np.zeros(f.shape, np.uint8) if hi <= lo else np.rint((f - lo) * (255 / (hi - lo))).astype(np.uint8)
     if out.ndim == 2: out = out[..., None]
     return np.repeat(out, 3, axis=2) if out.shape[2] == 1 else np.ascontiguousarray(out)
@@ -46,9 +52,17 @@ def as_rgb8(image: np.ndarray) -> np.ndarray:
 # %% ../nbs/00_data.ipynb #eedb813c
 SUBSAMPLE = 1 << 22                    # values that other dtypes' percentiles are estimated from
 
+def _check_percentiles(percentiles) -> tuple[float, float]:
+    "`percentiles` as floats (low, high) with 0 <= low < high <= 100, or a `NucleiError` about `percentiles`."
+    try: lo, hi = map(float, percentiles)
+    except (TypeError, ValueError): raise bad_value('percentiles', percentiles, 'expected two numbers, low and high') from None
+    if not 0 <= lo < hi <= 100: raise bad_value('percentiles', percentiles, 'expected 0 <= low < high <= 100')
+    return lo, hi
+
 def intensity_range(image: np.ndarray, percentiles: tuple = (1.0, 99.8)) -> tuple[float, float]:
-    "Two percentiles of the values of `image` (as `np.percentile`, linear): uint8 by histogram, others from a strided subsample of about `SUBSAMPLE` values."
-    a = np.asarray(image)
+    "Two percentiles (0 <= low < high <= 100) of the values of non-empty `image` of any dtype (bool: 0 and 255), as `np.percentile` (linear): uint8 by histogram, others from a strided subsample of about `SUBSAMPLE` values."
+    a, percentiles = bool_as_uint8(np.asarray(image)), _check_percentiles(percentiles)
+    if a.size == 0: raise NucleiError(f'image: an empty array {a.shape} has no intensities', 'image')
     if a.dtype != np.uint8:
         step = max(1, int(np.sqrt(a.size / SUBSAMPLE)))                   # every step-th row and column: once per image, never per tile
         return tuple(float(v) for v in np.nanpercentile(a[::step, ::step], percentiles))
@@ -63,14 +77,16 @@ def intensity_range(image: np.ndarray, percentiles: tuple = (1.0, 99.8)) -> tupl
 NORMALIZED_RANGE = (-3.0, 4.0)         # normalized values beyond it (hot pixels, saturated spots) are clipped
 
 def normalize_image(image: np.ndarray, percentiles: tuple = (1.0, 99.8), value_range: tuple | None = None) -> np.ndarray:
-    "Image (H,W,C) of any dtype -> new float32 array: `value_range` (default: the image's percentiles) mapped to 0..1, clipped to `NORMALIZED_RANGE`."
+    "Image (H,W,C) of any dtype (bool: 0 and 255) -> new float32 array: `value_range` (default: the image's percentiles) mapped to 0..1, clipped to `NORMALIZED_RANGE`."
+    image = bool_as_uint8(np.asarray(image))
     lo, hi = value_range or intensity_range(image, percentiles)
     x = (np.asarray(image, np.float32) - np.float32(lo)) / np.float32(max(hi - lo, 1e-3))
     return np.clip(x, *NORMALIZED_RANGE, out=x)
 
 def display_rgb8(image: np.ndarray) -> np.ndarray:
-    "(H,W,3) image of any dtype -> RGB uint8 for display: uint8 as it is, others from their 0.5th to 99.9th percentile (a hot pixel cannot darken it)."
-    if image.dtype == np.uint8: return np.asarray(image)
+    "(H,W,3) image of any dtype -> RGB uint8 for display: uint8 as it is, bool as 0 and 255, others from their 0.5th to 99.9th percentile (a hot pixel cannot darken it)."
+    image = bool_as_uint8(np.asarray(image))
+    if image.dtype == np.uint8: return image
     return (np.clip(normalize_image(image, (0.5, 99.9)), 0, 1) * 255).round().astype(np.uint8)
 
 # %% ../nbs/00_data.ipynb #44f11bd4
@@ -271,32 +287,47 @@ def _read_other(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple,
     return (arr[..., :3], 'YXS', (), None, True) if colour else (arr, 'YXC', (), None, False)
 
 # %% ../nbs/00_data.ipynb #8db4ea8f
+def _number(v) -> int | None:
+    "`v` as a 1-based number (an int, a whole float such as 2.0, or decimal digits), or None: a name, a fraction, a bool, no number at all."
+    if isinstance(v, str): return int(v) if v.isdecimal() and int(v) >= 1 else None
+    whole = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and float(v).is_integer()
+    return int(v) if whole and v >= 1 else None
+
+def _is_name(channel) -> bool: return isinstance(channel, str) and not channel.isdecimal()
+
+def _check_choices(path: Path, channel, z):
+    "A `NucleiError` for a `channel` (a name, or a number from 1) or `z` (max, mean or a plane from 1) that no file could have."
+    if channel is not None and not _is_name(channel) and _number(channel) is None:
+        raise NucleiError(f"{path}: --channel {channel}: choose a channel by its number (1-based, as Fiji's C1..Cn) or its name", 'channel')
+    if z is not None and z not in ('max', 'mean') and _number(z) is None: raise NucleiError(f'{path}: --z {z}: choose max, mean or a plane from 1', 'z')
+
 def _channel_index(path: Path, n: int, names: tuple, channel: int | str) -> int:
-    "The 0-based index of `channel` (1-based number or name) among `n` channels named `names`."
+    "The 0-based index of `channel` (1-based number or name, checked by `_check_choices`) among `n` channels named `names`."
     by_name = {name.lower(): i for i, name in enumerate(names)}
-    if isinstance(channel, str) and not channel.isdigit():
+    if _is_name(channel):
         if channel.lower() not in by_name: raise NucleiError(f'{path}: no channel named {channel!r}; it has {", ".join(names) or f"{n} unnamed channels"}', 'channel')
         return by_name[channel.lower()]
-    if not 1 <= int(channel) <= n: raise NucleiError(f'{path}: --channel {channel}: it has {n} channel(s), 1..{n}', 'channel')
-    return int(channel) - 1
+    if not _number(channel) <= n: raise NucleiError(f'{path}: --channel {channel}: it has {n} channel(s), 1..{n}', 'channel')
+    return _number(channel) - 1
 
 def _project(path: Path, arr: np.ndarray, axis: int, z: int | str) -> np.ndarray:
-    "The z choice `z` (max, mean or a 1-based plane) along `axis`."
+    "The z choice `z` (max, mean or a 1-based plane, checked by `_check_choices`) along `axis`."
     n = arr.shape[axis]
     if z == 'max': return arr.max(axis)
     if z == 'mean': return arr.mean(axis, dtype=np.float32)
-    if not str(z).isdigit() or not 1 <= int(z) <= n: raise NucleiError(f'{path}: --z {z}: choose max, mean or a plane 1..{n}', 'z')
-    return np.take(arr, int(z) - 1, axis)
+    if not _number(z) <= n: raise NucleiError(f'{path}: --z {z}: choose max, mean or a plane 1..{n}', 'z')
+    return np.take(arr, _number(z) - 1, axis)
 
 def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None, lazy: bool = False,
              frame: int | None = None) -> RawImage:
-    "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane, `frame` a time point (1-based); a choice missing or wrong raises a `NucleiError` whose `param` names it; `lazy`: pixels as a Dask array where the format allows."
+    "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane, `frame` a time point (1-based); a file without channels or planes ignores a channel number or a `z` (one choice serves a mixed folder), not a name it lacks; a choice missing or wrong raises a `NucleiError` whose `param` names it; `lazy`: pixels as a Dask array where the format allows."
     path = Path(path)
+    _check_choices(path, channel, z)
     if path.suffix.lower() in VENDOR_FORMATS:
         raise NucleiError(f'{path}: {VENDOR_FORMATS[path.suffix.lower()]} files are not read directly; open it in Fiji (Bio-Formats) and save it as OME-TIFF, or convert it with bfconvert')
     reader = {'.tif': _read_tiff, '.tiff': _read_tiff, '.zarr': _read_zarr}.get(path.suffix.lower(), _read_other)
     arr, axes, names, size, colour = reader(path, lazy)
-    if arr.dtype == bool: arr = arr.astype(np.uint8) * np.uint8(255)         # a 1-bit image: 0 and 255
+    arr = bool_as_uint8(arr)                                                 # a 1-bit image: 0 and 255
     where = f'{path}: {"x".join(map(str, arr.shape))} ({axes.replace("Q", "?")})'
     for a, n in [(a, arr.shape[i]) for i, a in enumerate(axes)]:              # size-1 axes say nothing
         if n == 1 and a not in 'YX': arr, axes = np.take(arr, 0, axes.index(a)), axes.replace(a, '', 1)
@@ -320,7 +351,9 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
         if channel is None: raise NucleiError(f'{where}: {arr.shape[c]} channels ({", ".join(names)}); choose the nuclear one with --channel N (1..{arr.shape[c]}) or --channel NAME', 'channel')
         nuclear, axes, colour = _channel_index(path, arr.shape[c], names, channel), axes[:c] + axes[c + 1:] + 'C', False
         arr = np.moveaxis(arr, c, -1)
-    else: names = ('red', 'green', 'blue') if colour else names[:1] or ('c1',)
+    else:
+        names = ('red', 'green', 'blue') if colour else names[:1] or ('c1',)
+        if _is_name(channel): _channel_index(path, 1, names, channel)          # a name must be this file's (a gray PNG's channel is c1)
     pixels = arr.transpose([axes.index(a) for a in ('YXS' if colour else 'YXC')]) if colour or 'C' in axes else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
     return RawImage(pixels if lazy and not isinstance(pixels, np.ndarray) else np.ascontiguousarray(pixels), colour, names, size, nuclear, path)
 
@@ -350,11 +383,10 @@ def read_image(path: str | os.PathLike, channel: int | str | None = None, z: int
     return as_rgb8(read_raw(path, channel, z).rgb)
 
 # %% ../nbs/00_data.ipynb #f607e9b7
-def _check_shape(path: Path, shape: tuple, image_shape: tuple | None, what: str):
-    "Raise a `NucleiError` naming `path` when a `what` of `shape` does not match its image."
-    if image_shape is not None and tuple(shape[:2]) != tuple(image_shape[:2]):
-        h, w = shape[:2]; H, W = image_shape[:2]
-        raise NucleiError(f'{path}: {what} is {h}x{w} but its image is {H}x{W}')
+def check_size(what: str, shape: tuple, other: str, other_shape: tuple | None, param: str | None = None):
+    "A `NucleiError` about `param` ('`what` is HxW but `other` is HxW') when arrays of `shape` and `other_shape` differ in height or width; `other_shape` None: nothing to check."
+    if other_shape is not None and tuple(shape[:2]) != tuple(other_shape[:2]):
+        raise NucleiError(f'{what} is {"x".join(map(str, shape[:2]))} but {other} is {"x".join(map(str, other_shape[:2]))}', param)
 
 def masks_to_labels(mask_paths: Iterable[str | os.PathLike], shape: tuple) -> np.ndarray:
     "One binary mask file per nucleus (nonzero = nucleus) -> int32 labels (H,W); overlaps go to the first file."
@@ -362,7 +394,7 @@ def masks_to_labels(mask_paths: Iterable[str | os.PathLike], shape: tuple) -> np
     n = 0
     for path in mask_paths:
         m = decode_file(path)
-        _check_shape(Path(path), m.shape, shape, 'mask')
+        check_size(f'{path}: mask', m.shape, 'its image', shape)
         m = (m.max(axis=2) if m.ndim == 3 else m) > 0
         free = m & (labels == 0)
         if free.any():
@@ -391,13 +423,22 @@ def read_labels(path: str | os.PathLike, image_shape: tuple | None = None, keep_
         a = a[..., 0]
     if a.ndim == 3: a = a[..., 0]
     if not np.issubdtype(a.dtype, np.integer): raise NucleiError(f'{path}: a label image must hold integers, not {a.dtype}')
-    _check_shape(path, a.shape, image_shape, 'label image')
+    check_size(f'{path}: label image', a.shape, 'its image', image_shape)
     if a.min() < 0: raise NucleiError(f'{path}: a label image must not hold negative values')
     values = np.unique(a[a > 0])
     if len(values) == 1 and (not keep_ids or values[0] in (1, np.iinfo(a.dtype).max)):      # a binary mask (kept ids: unless its one value is an id)
         return connected_components(a > 0).astype(np.int32)
     if a.max() > np.iinfo(np.int32).max: raise NucleiError(f'{path}: label values above {np.iinfo(np.int32).max}; renumber them from 1')
     return a.astype(np.int32) if keep_ids else relabel_sequential(a.astype(np.int32))[0]
+
+def check_labels(labels, param: str = 'labels') -> np.ndarray:
+    "Instance labels (H,W) in memory (ours or another tool's, ids kept) as an integer array: 0 background, nuclei 1..2**63-1; else a `NucleiError` about `param`."
+    a = np.asarray(labels)
+    if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer): raise NucleiError(f'{param}: expected a 2-D integer array, got {a.dtype} {a.shape}', param)
+    lo, hi = (a.min(), a.max()) if a.size else (0, 0)
+    if lo < 0: raise NucleiError(f'{param}: negative values (down to {lo}); 0 is background and nuclei are 1, 2, ...', param)
+    if hi > np.iinfo(np.int64).max: raise NucleiError(f'{param}: ids above 2**63-1 ({hi}) do not fit an int64 label column; renumber them from 1', param)
+    return a
 
 # %% ../nbs/00_data.ipynb #fdf358c3
 @dataclass(frozen=True)

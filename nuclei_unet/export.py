@@ -13,6 +13,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential
 
 from .core import NucleiError, atomic_path, bad_value
+from .data import check_labels
 
 # %% auto #0
 __all__ = ['EXPORTS', 'pixel_rings', 'ring_area', 'nucleus_polygons', 'polygon_mask', 'write_rois', 'write_geojson',
@@ -68,10 +69,9 @@ def ring_area(ring: np.ndarray) -> float:
 
 # %% ../nbs/10a_export.ipynb #f773b5a0
 def nucleus_polygons(labels: np.ndarray) -> dict[int, list[tuple[np.ndarray, list[np.ndarray]]]]:
-    "For each nucleus of int `labels` (H,W): its polygons `[(outer ring, [holes])]`, rings as int32 (n,2) (x, y) pixel corners of the image."
+    "For each nucleus of int `labels` (H,W), as `check_labels` takes them: its polygons `[(outer ring, [holes])]`, rings as int32 (n,2) (x, y) pixel corners of the image."
     from matplotlib.path import Path as Outline
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer): raise NucleiError(f'labels: expected a 2-D integer array, got {labels.dtype} {labels.shape}', 'labels')
+    labels = check_labels(labels)
     polygons, (seq, _, ids) = {}, relabel_sequential(labels)     # traced as 1..N: another tool's ids may run to billions
     for i, sl in enumerate(ndi.find_objects(seq), start=1):
         if sl is None: continue
@@ -109,9 +109,14 @@ def _roi(label: int, shapes: list):
                              shape_roi_size=len(path), left=int(xy[:, 0].min()), top=int(xy[:, 1].min()),
                              right=int(xy[:, 0].max()), bottom=int(xy[:, 1].max()))
 
+def _is_pair(item) -> bool:
+    "Whether `item` is a (label, shapes) pair rather than a row of a label image given as nested lists."
+    return isinstance(item, (tuple, list)) and len(item) == 2 and np.isscalar(item[0]) and isinstance(item[1], (tuple, list))
+
 def _nuclei(labels) -> Iterable[tuple[int, list]]:
-    "(label, shapes) pairs of int `labels` (H,W) by `nucleus_polygons`, or `labels` itself when it already is such pairs."
-    return nucleus_polygons(labels).items() if isinstance(labels, np.ndarray) else labels
+    "(label, shapes) pairs of int `labels` (H,W: an array or nested lists) by `nucleus_polygons`, or `labels` itself when it already is such pairs (an iterator or a list)."
+    image = isinstance(labels, np.ndarray) or isinstance(labels, (list, tuple)) and len(labels) > 0 and not _is_pair(labels[0])
+    return nucleus_polygons(labels).items() if image else labels
 
 def write_rois(labels: np.ndarray | Iterable[tuple[int, list]], path: str | os.PathLike) -> Path:
     "An ImageJ/Fiji ROI set (`.zip`, one ROI per nucleus of int `labels`, or of (label, shapes) pairs, named by label), written atomically."
@@ -131,9 +136,18 @@ def _ring(ring: np.ndarray) -> list:
     "A closed GeoJSON ring: [[x, y], ...], its first vertex repeated last."
     return [[int(x), int(y)] for x, y in ring] + [[int(ring[0][0]), int(ring[0][1])]]
 
+def _table_rows(table: dict | None) -> dict[int, int]:
+    "The row of each label of `table` (columns of one length, one of them `label`; None: no rows), or a `NucleiError` about `table`."
+    if table is None: return {}
+    if 'label' not in table: raise NucleiError('table: no label column (a table as measure_nuclei gives it)', 'table')
+    n = len(table['label'])
+    short = next((c for c, v in table.items() if len(v) != n), None)
+    if short is not None: raise NucleiError(f'table: column {short} has {len(table[short])} rows but label has {n}', 'table')
+    return {int(l): k for k, l in enumerate(table['label'])}
+
 def write_geojson(labels: np.ndarray | Iterable[tuple[int, list]], path: str | os.PathLike, table: dict | None = None) -> Path:
     "A GeoJSON FeatureCollection of the nuclei of int `labels` (or of (label, shapes) pairs), one detection per nucleus with its `table` row (see `measure_nuclei`) as measurements, written a feature at a time, atomically."
-    rows = {int(l): k for k, l in enumerate(table['label'])} if table is not None else {}
+    rows = _table_rows(table)
     with atomic_path(Path(path)) as tmp, open(tmp, 'w') as f:
         f.write('{"type": "FeatureCollection", "features": [')
         for n, (label, shapes) in enumerate(_nuclei(labels)):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_instances.ipynb #3b8e35c8
 from __future__ import annotations
-import itertools
+import itertools, numbers
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
@@ -14,27 +14,32 @@ from scipy import ndimage as ndi
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import relabel_sequential, watershed
 
-from .core import NucleiError, bad_value
+from .core import NucleiError, bad_value, check_flags
+from .data import bool_as_uint8, check_labels
 from .metrics import dsb_map
 
 # %% auto #0
-__all__ = ['GROUP_PIXELS', 'median_diameter', 'resize_labels', 'InstanceParams', 'mask_components', 'probabilities_to_labels',
-           'tune_instances', 'rle_encode', 'rle_decode', 'labels_to_rles', 'rles_to_labels']
+__all__ = ['PROB_SLACK', 'GROUP_PIXELS', 'median_diameter', 'resize_labels', 'InstanceParams', 'mask_components',
+           'probabilities_to_labels', 'tune_instances', 'rle_encode', 'rle_decode', 'labels_to_rles', 'rles_to_labels']
 
 # %% ../nbs/06_instances.ipynb #5bb3b1b4
 def median_diameter(labels: np.ndarray) -> float | None:
     "Median equivalent diameter sqrt(4 area / pi), in pixels, of the nuclei in labels (H,W) (int, 0 = background); None if none."
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in 'iu': raise NucleiError(f'labels must be an integer array, got {labels.dtype}', 'labels')
-    areas = np.bincount(labels.ravel().astype(np.int64, copy=False))[1:]
+    a = check_labels(labels)
+    if a.size and a.max() <= a.size: areas = np.bincount(a.ravel().astype(np.int64, copy=False))[1:]   # ids 1..N, as predicted: one pass
+    else: areas = np.unique(a[a > 0], return_counts=True)[1]                                          # any ids (2**31 - 1): no table that long
     areas = areas[areas > 0]
     return float(np.sqrt(4 * np.median(areas) / np.pi)) if len(areas) else None
 
 def resize_labels(labels: np.ndarray, h: int, w: int) -> np.ndarray:
-    "Label image (H,W[,C]), any dtype -> new (h,w[,C]) by nearest neighbour at pixel centres (labels never blend)."
+    "Label image (H,W[,C]), any dtype -> new (h,w[,C]) by nearest neighbour at pixel centres (labels never blend); `h`, `w`: whole numbers above 0."
+    labels = np.asarray(labels)
+    for name, n in (('h', h), ('w', w)):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1: raise bad_value(name, n, 'must be a whole number of pixels above 0')
+    if labels.ndim < 2: raise NucleiError(f'labels must be (H,W[,C]), got shape {labels.shape}', 'labels')
     rows = ((np.arange(h) + 0.5) * labels.shape[0] / h).astype(np.intp)
     cols = ((np.arange(w) + 0.5) * labels.shape[1] / w).astype(np.intp)
-    return np.asarray(labels)[rows[:, None], cols[None, :]]
+    return labels[rows[:, None], cols[None, :]]
 
 # %% ../nbs/06_instances.ipynb #f1c1912d
 @dataclass(frozen=True)
@@ -46,15 +51,28 @@ class InstanceParams:
     min_size: int = 12            # smallest nucleus kept (pixels); DSB2018's smallest is 21
     use_border: bool = True       # split touching nuclei with the border output; False: foreground only
 
+    def __post_init__(self):
+        "A `NucleiError` naming the first field out of range: thresholds numbers in 0..1, sizes whole numbers 0 or more, `use_border` True or False."
+        for name in ('foreground', 'seed'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v <= 1: raise bad_value(name, v, 'must be a number from 0 to 1')
+        for name in ('min_seed', 'min_size'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0: raise bad_value(name, v, 'must be a whole number of pixels, 0 or more')
+        check_flags(use_border=self.use_border)
+
     def at_zoom(self, zoom: float) -> InstanceParams:
         "These thresholds for instances made at the image's scale when the network worked at `zoom` x it: sizes / zoom**2."
         if zoom == 1: return self
         return replace(self, min_seed=max(1, round(self.min_seed / zoom**2)), min_size=max(1, round(self.min_size / zoom**2)))
 
 def mask_components(mask: np.ndarray) -> np.ndarray:
-    "8-connected components of a boolean mask as int32 labels (as `skimage.measure.label`, in a quarter the memory)."
-    return cv2.connectedComponents(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)[1]
+    "8-connected components of mask (H,W) (nonzero = foreground, any dtype) as int32 labels (as `skimage.measure.label`, in a quarter the memory)."
+    mask = np.asarray(mask)
+    if mask.ndim != 2: raise NucleiError(f'mask must be a 2-D array (H,W), got shape {mask.shape}', 'mask')
+    return cv2.connectedComponents((mask != 0).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)[1]
 
+PROB_SLACK = 1e-5               # probabilities may pass 0..1 by this much (float rounding where tiles blend)
 GROUP_PIXELS = 2**20            # the largest box of foreground blobs split at once (its temporaries: a few tens of bytes per pixel)
 
 def _split_blobs(prob: np.ndarray, mask: np.ndarray, params: InstanceParams) -> np.ndarray:
@@ -87,6 +105,9 @@ def probabilities_to_labels(prob: np.ndarray, params: InstanceParams = InstanceP
     "float probabilities (H,W,C): foreground [, border] in 0..1 -> int32 instance labels (H,W), 1..N; `group_pixels` bounds the temporaries."
     prob = np.asarray(prob, np.float32)
     if prob.ndim != 3 or prob.shape[2] not in (1, 2): raise NucleiError(f'expected (H, W, 1 or 2) probabilities, got {prob.shape}', 'prob')
+    lo, hi = (prob.min(), prob.max()) if prob.size else (0, 0)
+    if not -PROB_SLACK <= lo <= hi <= 1 + PROB_SLACK:                         # NaN fails too
+        raise NucleiError(f'prob values {lo:g} to {hi:g}: probabilities must be from 0 to 1 (a uint8 map of 0..255: divide it by 255)', 'prob')
     if not params.use_border: prob = prob[..., :1]
     blobs = mask_components(prob[..., 0] > params.foreground)
     labels, n = np.zeros(blobs.shape, np.int32), 0
@@ -114,8 +135,9 @@ def tune_instances(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
 
 # %% ../nbs/06_instances.ipynb #267de69f
 def rle_encode(mask: np.ndarray) -> str:
-    "Binary mask (H,W) -> Kaggle run-length string: 1-based column-major `start length` pairs."
-    pixels = np.concatenate([[0], np.asarray(mask).T.ravel() != 0, [0]]).astype(np.int8)
+    "Binary mask (H,W) (bool, or integers 0 or more: nonzero = nucleus) -> Kaggle run-length string: 1-based column-major `start length` pairs."
+    mask = np.asarray(mask)
+    pixels = np.concatenate([[0], check_labels(bool_as_uint8(mask), 'mask').T.ravel() != 0, [0]]).astype(np.int8)
     runs = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
     runs[1::2] -= runs[::2]
     return ' '.join(map(str, runs))
@@ -132,8 +154,8 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     return flat.reshape(w, h).T
 
 def labels_to_rles(labels: np.ndarray) -> list[str]:
-    "int labels (H,W) -> one run-length string per nucleus, in label order (one pass, whatever the number of nuclei)."
-    flat = np.asarray(labels).T.ravel()
+    "int labels (H,W), 0 or more -> one run-length string per nucleus, in label order (one pass, whatever the number of nuclei)."
+    flat = check_labels(labels).T.ravel()
     if flat.size == 0: return []
     starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
     lengths = np.diff(np.concatenate([starts, [flat.size]]))

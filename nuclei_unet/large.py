@@ -13,12 +13,11 @@ from typing import Iterator
 import numpy as np
 
 from .core import NucleiError, atomic_path, bad_value, ensure_dir, need, progress_bar, remove_temporaries
-from .config import usable_diameter
 from .data import SUBSAMPLE, RawImage, display_rgb8, intensity_range, read_pixels, read_raw
 from .export import nucleus_polygons
 from .instances import mask_components
 from .measure import measure_nuclei
-from .predict import Predictor, load_pretrained, probability_rows
+from .predict import Predictor, check_diameter, image_view, load_pretrained, probability_rows
 
 # %% auto #0
 __all__ = ['BLOCK', 'BLOCKWISE_PIXELS', 'MARGIN_DIAMETERS', 'CROPS', 'CROP_SIDE', 'PROB_CHUNKS', 'BlockGrid', 'plan_image',
@@ -99,11 +98,12 @@ def _richest_crops(thumb: np.ndarray, step: int, value_range: tuple, side: int, 
 
 def plan_image(predictor: Predictor, pixels, diameter: float | None = None) -> dict:
     "What a blockwise prediction of (H,W,C) `pixels` decides once: intensity range, diameter (px) and its source, the zoom the network sees."
+    pixels = image_view(pixels)                                                  # as the network sees it (bool as 0 and 255)
     H, W = pixels.shape[:2]
     step = max(1, int(np.sqrt(H * W / SUBSAMPLE)))
     thumb = read_pixels(pixels, np.s_[::step, ::step], scheduler='threads')       # a chunk at a time, on all cores
     value_range = intensity_range(thumb, predictor.cfg.percentiles)
-    diameter = usable_diameter(predictor.cfg, diameter, predictor.path)
+    diameter = check_diameter(predictor.cfg, diameter, predictor.path, pixels.shape)
     if predictor.cfg.diameter is None: return dict(value_range=value_range, diameter=None, diameter_source='native', zoom=1.0)
     if diameter is None:
         side = min(CROP_SIDE, H, W)
@@ -172,6 +172,7 @@ def _as_raw(image, channel, z) -> RawImage:
     "A path (read lazily), a `RawImage`, or an (H,W[,C]) numpy or Dask array (a channel, or RGB when C is 3) as a `RawImage`."
     if isinstance(image, RawImage): return image
     if isinstance(image, (str, os.PathLike)): return read_raw(image, channel, z, lazy=True)
+    if not hasattr(image, 'ndim'): image = np.asarray(image)                    # a list
     if image.ndim == 2: image = image[..., None]
     if image.ndim != 3 or image.shape[2] not in (1, 3): raise NucleiError(f'expected an image of shape (H, W), (H, W, 1) or (H, W, 3), got {image.shape}')
     return RawImage(image, image.shape[2] == 3, ('red', 'green', 'blue') if image.shape[2] == 3 else ('c1',), None)
@@ -294,6 +295,7 @@ def predict_large(image, out: str | os.PathLike, predictor: Predictor | None = N
     predictor = predictor or load_pretrained()
     check_block(block)
     raw = _as_raw(image, channel, z)
+    diameter = check_diameter(predictor.cfg, diameter, predictor.path, image_view(raw.rgb).shape)   # as `Predictor.predict`, before any folder is made
     pixel_size = pixel_size or raw.pixel_size
     grid = BlockGrid(*raw.pixels.shape[:2], block)
     ensure_dir(out.parent)

@@ -13,6 +13,7 @@ from skimage.measure import regionprops_table
 from skimage.segmentation import relabel_sequential
 
 from .core import NucleiError, atomic_path, bad_value
+from .data import check_labels, check_size
 
 # %% auto #0
 __all__ = ['measure_nuclei', 'write_measurements', 'combine_measurements', 'read_measurements']
@@ -30,14 +31,14 @@ _STATS = [('mean', 'intensity_mean'), ('median', '_median'), ('min', 'intensity_
 
 def measure_nuclei(labels: np.ndarray, image: np.ndarray | None = None, channels: Sequence[str] | None = None,
                    pixel_size: float | None = None) -> dict[str, np.ndarray]:
-    "Per-nucleus columns (one row per label of int `labels` (H,W), in label order) [with intensities of `image` (H,W[,C]), any dtype]."
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer): raise NucleiError(f'labels: expected a 2-D integer array, got {labels.dtype} {labels.shape}', 'labels')
-    if pixel_size is not None and not pixel_size > 0: raise bad_value('pixel_size', pixel_size, 'must be a positive number of µm')
+    "Per-nucleus columns (one row per label of int `labels` (H,W) as `check_labels` takes them, in label order) [with intensities of `image` (H,W[,C]), any dtype]."
+    labels = check_labels(labels)
+    if pixel_size is not None and not 0 < pixel_size < np.inf: raise bad_value('pixel_size', pixel_size, 'must be a positive number of µm')
     if image is not None:
         image = np.asarray(image)
+        if image.ndim not in (2, 3): raise NucleiError(f'image: expected (H,W) or (H,W,C), got shape {image.shape}', 'image')
         image = image[..., None] if image.ndim == 2 else image
-        if image.shape[:2] != labels.shape: raise NucleiError(f'image is {image.shape[0]}x{image.shape[1]} but labels are {labels.shape[0]}x{labels.shape[1]}', 'image')
+        check_size('image', image.shape, 'the label image', labels.shape, 'image')
         channels = list(channels or [f'c{i + 1}' for i in range(image.shape[2])])
         if len(channels) != image.shape[2]: raise NucleiError(f'{len(channels)} channel names for {image.shape[2]} channels', 'channels')
     props = ['label', 'centroid', 'bbox', 'area', 'perimeter', 'equivalent_diameter_area', 'axis_major_length',
@@ -82,6 +83,7 @@ def combine_measurements(ids: Sequence[str], folder: str | os.PathLike, path: st
 def read_measurements(path: str | os.PathLike) -> dict[str, np.ndarray]:
     "A table written by `write_measurements`, by column: `label` int64, `touches_edge` bool, `image` str, the rest float64 (an empty cell: NaN)."
     with open(path, newline='') as f: rows = list(csv.reader(f))
+    if not rows: raise NucleiError(f'{path}: an empty file, not a measurements table (no header row)')
     table = {}
     for k, c in enumerate(rows[0]):
         v = [r[k] for r in rows[1:]]

@@ -10,26 +10,36 @@ import cv2
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from .data import MODALITIES, Sample, display_rgb8, read_sample
+from .data import MODALITIES, Sample, check_size, display_rgb8, read_sample
 from .eda import ImageStats, summarize
 from .instances import resize_labels
 from .metrics import dice, dsb_score
 
 # %% auto #0
-__all__ = ['FIGURE_SIDE', 'nucleus_colours', 'outline', 'plot_examples', 'plot_overview', 'prediction_figure', 'plot_prediction',
-           'plot_history']
+__all__ = ['FIGURE_SIDE', 'label_colours', 'nucleus_colours', 'outline', 'plot_examples', 'plot_overview', 'prediction_figure',
+           'plot_prediction', 'plot_history']
 
 # %% ../nbs/01b_plots.ipynb #50589f5a
-def nucleus_colours(n: int) -> np.ndarray:
-    "uint8 RGB colours (n + 1, 3) for labels 0..n: saturated, each label's hue a golden-ratio step from the previous one's, so touching nuclei differ."
-    hsv = np.stack([(np.arange(n + 1) * 0.618034 % 1.0 * 179).astype(np.uint8), np.full(n + 1, 200, np.uint8), np.full(n + 1, 255, np.uint8)], axis=1)
+def label_colours(ids: np.ndarray) -> np.ndarray:
+    "uint8 RGB colours (len(ids), 3) of non-empty int label `ids`: saturated, each label's hue a golden-ratio step from the previous one's, so touching nuclei differ."
+    ids = np.asarray(ids)
+    hsv = np.stack([(ids * 0.618034 % 1.0 * 179).astype(np.uint8), np.full(len(ids), 200, np.uint8), np.full(len(ids), 255, np.uint8)], axis=1)
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
 
+def nucleus_colours(n: int) -> np.ndarray:
+    "uint8 RGB colours (n + 1, 3) for labels 0..n (`label_colours`)."
+    return label_colours(np.arange(n + 1))
+
 def outline(image: np.ndarray, labels: np.ndarray, color: tuple | None = None) -> np.ndarray:
-    "A copy of RGB uint8 `image` with the inner border of each nucleus of int `labels` painted in its own colour (`nucleus_colours`), or all in `color`."
-    out = np.array(image, np.uint8)
-    edge = find_boundaries(labels, mode='inner')
-    out[edge] = nucleus_colours(int(labels.max()))[labels[edge]] if color is None else color
+    "A new RGB uint8 copy of `image` (H,W,3), any dtype as `display_rgb8` shows it, with the inner border of each nucleus of int `labels` (H,W) painted in its own colour (`label_colours` of its id), or all in `color`."
+    labels = np.asarray(labels)
+    check_size('the label image', labels.shape, 'the image', np.shape(image), 'labels')
+    out, edge = np.array(display_rgb8(image)), find_boundaries(labels, mode='inner')
+    if color is not None: out[edge] = color
+    elif edge.any():                                                   # colours of 0..max while they are fewer than the pixels (OpenCV rounds a hue by its place in
+        small = 0 <= labels.min() and labels.max() < labels.size          # the row: figures stay as they were), else of the ids present: an id 2**31 is not 2**31 colours
+        ids, which = (np.arange(labels.max() + 1), labels[edge]) if small else np.unique(labels[edge], return_inverse=True)
+        out[edge] = label_colours(ids)[which]
     return out
 
 def plot_examples(samples: Sequence[Sample], stats: Sequence[ImageStats], per_modality: int = 2):
@@ -91,7 +101,9 @@ def _densest_window(labels: np.ndarray, h: int, w: int) -> tuple[int, int]:
 
 def prediction_figure(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None,
                       side: int = FIGURE_SIDE) -> np.ndarray:
-    "RGB uint8 picture of one prediction: image | predicted outlines [| true outlines, with Dice and mAP] [| a 1:1 crop where nuclei are densest, for images shrunk to fit], titled; panels at most `side` px."
+    "RGB uint8 picture of one prediction: image | predicted outlines [| true outlines, with Dice and mAP] [| a 1:1 crop where nuclei are densest, for images shrunk to fit], titled; panels at most `side` px; `labels` and `truth` (H,W) as `image`."
+    check_size('the label image', labels.shape, 'the image', image.shape, 'labels')
+    if truth is not None: check_size('the true label image', truth.shape, 'the image', image.shape, 'truth')
     image = display_rgb8(image)
     scale = min(1.0, side / max(image.shape[:2]))
     panels = [_panel(image, None, sample_id[:40], scale), _panel(image, labels, f'predicted: {labels.max()} nuclei', scale)]

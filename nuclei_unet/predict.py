@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_predict.ipynb #1ea539ca
 from __future__ import annotations
-import csv, json, os, socket, sys, time
+import csv, json, math, numbers, os, socket, sys, time
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 from .config import UNetConfig, model_info, pretrained_path, usable_diameter
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
+from .core import NucleiError, atomic_path, bad_value, check_flags, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
 
 import cv2
 import numpy as np
 
-from .data import RawImage, Sample, decode_file, intensity_range, normalize_image, read_pixels, read_raw, read_truth
+from .data import RawImage, Sample, bool_as_uint8, decode_file, intensity_range, normalize_image, read_pixels, read_raw, read_truth
 from .plots import prediction_figure
 from .engine import load_engine
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels
@@ -26,13 +26,14 @@ from .export import check_exports, export_path, write_exports
 from .measure import combine_measurements, measure_nuclei, read_measurements, write_measurements
 
 # %% auto #0
-__all__ = ['MIN_SIDE', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'SUMMARY_COLUMNS', 'FIGURES', 'SOME_FIGURES',
-           'OUTPUTS', 'BLOCKWISE', 'probability_rows', 'predict_probabilities', 'Prediction', 'Predictor',
-           'load_pretrained', 'write_submission', 'write_summary', 'figure_ids', 'run_settings', 'claim_folder',
-           'folder_lock', 'failure_line', 'FolderResult', 'predict_folder']
+__all__ = ['MIN_SIDE', 'MAX_ZOOM', 'MAX_PASSES', 'AGREEMENT', 'ZOOM_RANGE', 'SCAN_ZOOMS', 'SUMMARY_COLUMNS', 'FIGURES',
+           'SOME_FIGURES', 'OUTPUTS', 'BLOCKWISE', 'image_view', 'probability_rows', 'predict_probabilities',
+           'Prediction', 'check_diameter', 'Predictor', 'load_pretrained', 'write_submission', 'write_summary',
+           'figure_ids', 'run_settings', 'claim_folder', 'folder_lock', 'failure_line', 'FolderResult',
+           'predict_folder']
 
 # %% ../nbs/05_predict.ipynb #d5dc9d45
-MIN_SIDE = 16
+MIN_SIDE, MAX_ZOOM = 16, 64                               # the smallest image side (px); the network sees an image enlarged less than MAX_ZOOM x
 MAX_PASSES, AGREEMENT, ZOOM_RANGE = 3, 1.2, (1 / 8, 4)   # automatic diameter: passes, tolerance, zoom limits
 SCAN_ZOOMS = (1, 1 / 2, 1 / 4, 1 / 8)                    # automatic diameter: the scales tried first (below 1 only for nuclei not smaller than the network's)
 
@@ -79,28 +80,44 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
     r = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA if h < x.shape[0] else cv2.INTER_LINEAR)
     return r.reshape(h, w, -1)
 
-def _rgb_view(image: np.ndarray) -> np.ndarray:
-    "Image (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4) -> (H,W,3) without a copy (gray seen three times, alpha left out; bool as 0 and 255); other shapes: a `NucleiError`."
-    if image.dtype == bool: image = image.astype(np.uint8) * np.uint8(255)
+def image_view(image) -> np.ndarray:
+    "Image (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4) of numbers or bool, at least `MIN_SIDE` px a side -> (H,W,3) without a copy (gray seen three times, alpha left out; bool as 0 and 255); else a `NucleiError` about `image`."
+    if image.dtype.kind not in 'biuf': raise NucleiError(f'an image of {image.dtype} values: expected numbers or bool', 'image')
     c = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else 0
-    if c == 4 and image.dtype == np.uint8: return image[..., :3]          # RGBA, as skimage.io.imread gives a PNG
-    if c not in (1, 3): raise NucleiError(f'an image of shape {image.shape} ({image.dtype}): expected (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4); of several channels give the nuclear one, image[..., c]', 'image')
+    if c not in (1, 3) and not (c == 4 and image.dtype in (np.uint8, bool)):      # RGBA, as skimage.io.imread gives a PNG
+        raise NucleiError(f'an image of shape {image.shape} ({image.dtype}): expected (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4); of several channels give the nuclear one, image[..., c]', 'image')
     h, w = image.shape[:2]
-    return np.broadcast_to(image.reshape(h, w, 1), (h, w, 3)) if c == 1 else image
+    if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}', 'image')
+    image = bool_as_uint8(image)
+    return image[..., :3] if c == 4 else np.broadcast_to(image.reshape(h, w, 1), (h, w, 3)) if c == 1 else image
+
+def _finite(pixels: np.ndarray, y0: int = 0, x0: int = 0) -> np.ndarray:
+    "`pixels` (H,W[,C]) of an image from its row `y0`, column `x0`, if no value is NaN or infinite; else a `NucleiError` naming the first pixel that is."
+    if pixels.dtype.kind == 'f' and not np.isfinite(pixels).all():
+        at = tuple(np.argwhere(~np.isfinite(pixels))[0])
+        raise NucleiError(f'image pixel (row {y0 + at[0]}, column {x0 + at[1]}) is {pixels[at]}: NaN and infinite values cannot be predicted; replace them (np.nan_to_num) or crop them out', 'image')
+    return pixels
+
+def _value_range(value_range) -> tuple[float, float] | None:
+    "`value_range` as floats (low, high) if it is two finite numbers, low below high (None stays None); else a `NucleiError`."
+    if value_range is None: return None
+    try: lo, hi = map(float, value_range)
+    except (TypeError, ValueError): raise bad_value('value_range', value_range, 'must be two numbers: (low, high)') from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi): raise bad_value('value_range', (lo, hi), 'must be two finite numbers, low below high')
+    return lo, hi
 
 def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, overlap: int = 64, tta: bool = False,
                      zoom: float = 1.0, value_range: tuple | None = None, resume: tuple = (0, None)):
     "Yield `(row, y0, y1, probabilities of image rows y0..y1, carry)` a row of tiles at a time (see `predict_probabilities`); `resume=(row, carry)` goes on from a yielded row's carry."
+    image = image_view(image)
     h, w = image.shape[:2]
-    image = _rgb_view(image)
-    if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}')
     cfg.check_tile(tile, overlap)
-    if not 0 < zoom < 64: raise bad_value('zoom', zoom, 'must be above 0 and below 64')
+    if not 0 < zoom < MAX_ZOOM: raise bad_value('zoom', zoom, f'must be above 0 and below {MAX_ZOOM}')
     value_range = value_range or intensity_range(image, cfg.percentiles)
     side, margin = max(MIN_SIDE, round(tile / zoom)), round(overlap / zoom)     # tiles in original pixels
 
     def tile_probabilities(y0, x0):
-        x = normalize_image(read_pixels(image, np.s_[y0:y0 + side, x0:x0 + side]), value_range=value_range)
+        x = normalize_image(_finite(read_pixels(image, np.s_[y0:y0 + side, x0:x0 + side]), y0, x0), value_range=value_range)
         th, tw = x.shape[:2]
         p = _predict_tile(net, _resize(x, max(1, round(th * zoom)), max(1, round(tw * zoom))), cfg.multiple, tta)
         return _resize(p.astype(np.float32), th, tw)
@@ -128,11 +145,14 @@ def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, ove
 
 def predict_probabilities(net: Callable, cfg: UNetConfig, image: np.ndarray, tile: int = 512,
                           overlap: int = 64, tta: bool = False, zoom: float = 1.0, value_range: tuple | None = None) -> np.ndarray:
-    "Image (H,W[,1 or 3]) of any dtype, or RGBA uint8 -> float32 probabilities (H,W,len(cfg.outputs)) from `net` (an `Engine` or a Keras model), seeing it resized by `zoom`, tiled above `tile`; `value_range`: the intensities mapped to 0..1 (default: the image's percentiles)."
-    rows = probability_rows(net, cfg, image, tile, overlap, tta, zoom, value_range)
+    "Image (H,W[,1 or 3]) of any dtype, or RGBA uint8 -> float32 probabilities (H,W,len(cfg.outputs)) from `net` (an `Engine` or a Keras model), seeing it resized by `zoom`, tiled above `tile`; `value_range`: the intensities (low, high) mapped to 0..1 (default: the image's percentiles)."
+    return _stacked(probability_rows(net, cfg, image, tile, overlap, tta, zoom, _value_range(value_range)), image.shape[0])
+
+def _stacked(rows, height: int) -> np.ndarray:
+    "The probabilities of the rows that `probability_rows` yields, as one float32 array of `height` rows."
     _, _, _, first, _ = next(rows)
-    if len(first) == image.shape[0]: return first
-    out = np.empty((image.shape[0],) + first.shape[1:], np.float32)
+    if len(first) == height: return first
+    out = np.empty((height,) + first.shape[1:], np.float32)
     out[:len(first)] = first
     for _, y0, y1, p, _ in rows: out[y0:y1] = p
     return out
@@ -154,10 +174,23 @@ class Prediction:
     @property
     def estimated(self) -> bool: return self.diameter_source == 'estimated'
 
+def check_diameter(cfg: UNetConfig, diameter: float | None, model: str | os.PathLike = 'this model', shape: tuple | None = None) -> float | None:
+    "`diameter` (px of the image's nuclei, None = estimate) as a float if a model with `cfg` can use it: a positive number the network sees enlarged less than `MAX_ZOOM` x, and at most half the shorter side of an image of `shape`; else a `NucleiError`."
+    if diameter is not None and (isinstance(diameter, bool) or not isinstance(diameter, numbers.Real)):
+        raise bad_value('diameter', diameter, f'must be a number of pixels, not {type(diameter).__name__}')
+    diameter = usable_diameter(cfg, diameter, model)
+    if diameter is None: return None
+    if math.isinf(diameter): raise bad_value('diameter', diameter, 'must be a finite number of pixels')
+    if cfg.diameter / diameter >= MAX_ZOOM: raise bad_value('diameter', diameter, f'too small: the network, made for {cfg.diameter:g} px nuclei, would see the image enlarged {MAX_ZOOM}x or more; give over {cfg.diameter / MAX_ZOOM:g} px')
+    if shape is not None and diameter > min(shape[:2]) / 2: raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(shape[:2])} px)')
+    return diameter
+
 class Predictor:
-    "A model ready to run, with its config and instance thresholds: `predictor.predict(image, diameter=None) -> Prediction`."
+    "A model ready to run, with its config and instance thresholds (`params`: an `InstanceParams`, None: the model's own): `predictor.predict(image, diameter=None) -> Prediction`."
     def __init__(self, model_path: str | Path, params: InstanceParams | None = None, tta: bool = False, tile: int = 512,
                  engine: str = 'openvino', precision: str | None = None, threads: int | None = None):
+        check_flags(tta=tta)
+        if params is not None and not isinstance(params, InstanceParams): raise bad_value('params', params, 'must be an InstanceParams (of a dict d: InstanceParams(**d))')
         self.info = model_info(model_path)                             # see `config.ModelInfo`
         self.cfg = self.info.config
         self.path, self.tta, self.tile = Path(model_path), tta, self.cfg.check_tile(tile)
@@ -169,8 +202,12 @@ class Predictor:
     def _at(self, image: np.ndarray, zoom: float, value_range: tuple | None = None, tta: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         "(probabilities, labels) of `image` with the network at `zoom`, with test-time augmentation if `tta` (None: as this predictor has it)."
         tta = self.tta if tta is None else tta
-        prob = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, tta=tta, zoom=zoom, value_range=value_range)
+        prob = self._probabilities(image, zoom, value_range, tta)
         return prob, self._labels(prob, zoom, tta)
+
+    def _probabilities(self, image: np.ndarray, zoom: float, value_range: tuple, tta: bool = False) -> np.ndarray:
+        "`predict_probabilities` of `image` by this model at `zoom`, with `value_range` as `intensity_range` gives it (a constant image's low equals its high)."
+        return _stacked(probability_rows(self.engine, self.cfg, image, self.tile, tta=tta, zoom=zoom, value_range=value_range), image.shape[0])
 
     def _labels(self, prob: np.ndarray, zoom: float, tta: bool) -> np.ndarray:
         "Instances of `prob` made at `zoom`, with the thresholds for probabilities made with or without `tta`."
@@ -185,7 +222,7 @@ class Predictor:
             scans = [(_uncertainty(prob), zoom, prob)]
             for z in SCAN_ZOOMS[1:]:
                 if min(image.shape[:2]) * z < 2 * d_net: break                    # too small to hold a nucleus of the network's size
-                p = predict_probabilities(self.engine, self.cfg, image, tile=self.tile, zoom=z, value_range=value_range)
+                p = self._probabilities(image, z, value_range)
                 scans.append((_uncertainty(p), z, p))
             for _, z, p in sorted(scans, key=lambda s: s[0]):                     # the surest zoom that finds nuclei, else zoom 1
                 found_labels = labels if z == 1 else self._labels(p, z, tta=False)   # nuclei only where needed
@@ -205,10 +242,10 @@ class Predictor:
 
     def predict(self, image: np.ndarray, diameter: float | None = None, value_range: tuple | None = None) -> Prediction:
         "Image (H,W[,1 or 3]) of any dtype, or RGBA uint8 -> `Prediction`; `diameter` (px) of the image's nuclei, None: estimated (native-scale models: not used); `value_range` as `predict_probabilities`."
-        diameter = usable_diameter(self.cfg, diameter, self.path)
-        if diameter is not None and diameter > min(image.shape[:2]) / 2:        # (a native-scale model refused it above)
-            raise bad_value('diameter', diameter, f'larger than half of the image\'s shorter side ({min(image.shape[:2])} px)')
-        value_range = value_range or intensity_range(_rgb_view(image), self.cfg.percentiles)   # once, not per zoom tried
+        image = np.asarray(image)
+        view = image_view(image)                                                  # its shape first: the diameter is checked against it
+        diameter = check_diameter(self.cfg, diameter, self.path, image.shape)
+        value_range = _value_range(value_range) or intensity_range(view, self.cfg.percentiles)   # once, not per zoom tried
         if self.cfg.diameter is None: return Prediction(*self._at(image, 1.0, value_range), None, 'native')
         if diameter is None:
             found = self.estimate(image, value_range)          # without TTA: its averaged views look less sure at every zoom, which skews the choice
@@ -223,7 +260,8 @@ class Predictor:
 
     def labels(self, probabilities: np.ndarray, diameter: float | None = None, **overrides) -> np.ndarray:
         "int32 labels (H,W) from `probabilities` made for nuclei of `diameter` px, with this model's thresholds or `overrides` of them."
-        zoom = self.cfg.diameter / diameter if self.cfg.diameter and diameter else 1.0
+        diameter = check_diameter(self.cfg, diameter, self.path)
+        zoom = self.cfg.diameter / diameter if diameter else 1.0
         return probabilities_to_labels(probabilities, replace(self.params, **overrides).at_zoom(zoom))
 
     def __call__(self, image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, np.ndarray]:

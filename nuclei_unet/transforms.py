@@ -11,9 +11,9 @@ import numpy as np
 from skimage.color import hed2rgb, rgb2hed
 from skimage.segmentation import find_boundaries
 
-from .config import AUGMENTATIONS, OUTPUTS, UNetConfig
+from .config import AUGMENTATIONS, OUTPUTS, UNetConfig, check_augment
 from .core import NucleiError
-from .data import Sample, intensity_range, normalize_image, read_sample
+from .data import Sample, check_size, intensity_range, normalize_image, read_sample
 from .instances import median_diameter, resize_labels
 
 # %% auto #0
@@ -28,7 +28,8 @@ def make_targets(labels: np.ndarray, outputs: tuple = OUTPUTS) -> np.ndarray:
 # %% ../nbs/01a_transforms.ipynb #430fb5fc
 def crop_example(image: np.ndarray, labels: np.ndarray, cfg: UNetConfig, rng: np.random.Generator,
                  scale: tuple[float, float] = (0.8, 1.25)) -> tuple[np.ndarray, np.ndarray]:
-    "RGB uint8 image and int32 labels -> a random crop at the model's scale: float32 image (S,S,3) normalized, float32 targets (S,S,C)."
+    "RGB uint8 image and int32 labels of the same height and width -> a random crop at the model's scale: float32 image (S,S,3) normalized, float32 targets (S,S,C)."
+    check_size('the label image', labels.shape, 'the image', image.shape, 'labels')
     size = cfg.size
     value_range = intensity_range(image, cfg.percentiles)
     d = median_diameter(labels) if cfg.diameter else None
@@ -87,7 +88,9 @@ _EXTRA = {                                                         # name: (prob
 }
 
 def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, extra: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
-    "Random flips/rotations of normalized image `x` (H,W,3) and targets `y` together, then changes of `x` alone (`extra`: from AUGMENTATIONS)."
+    "Random flips/rotations of normalized image `x` (H,W,3) and targets `y` (H,W,C) together, then changes of `x` alone (`extra`: names from AUGMENTATIONS)."
+    check_size('targets y', y.shape, 'image x', x.shape, 'y')
+    check_augment(extra)                                              # a misspelt name is never silently skipped
     k = rng.integers(4)
     x, y = np.rot90(x, k), np.rot90(y, k)
     if rng.random() < 0.5: x, y = x[:, ::-1], y[:, ::-1]
