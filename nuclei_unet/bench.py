@@ -10,7 +10,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
 
-from .core import CommandParser, NucleiError, cpu_flags, has_bf16, import_tensorflow, run_command
+from .core import CommandParser, NucleiError, cpu_flags, has_bf16, import_tensorflow, path_arg, run_command
 
 tf = import_tensorflow()
 import cv2
@@ -398,12 +398,12 @@ def bench_parser() -> CommandParser:
     "The arguments of `python -m nuclei_unet.bench`."
     p = CommandParser(prog='nuclei_unet.bench', description='Print benchmark figures.')
     p.add_argument('what', choices=['train', 'predict', 'pretrained', 'ceiling', 'stages', 'scale', 'large', 'outputs', 'versus'], help='what to measure')
-    p.add_argument('--data', type=Path, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
+    p.add_argument('--data', type=path_arg, help='image folder (default: DSB2018 beside the checkout, else synthetic)')
     p.add_argument('--sizes', type=int, nargs='+', default=[128, 256], help='train: crop sizes')
     p.add_argument('--rates', type=float, nargs='+', default=[0.5, 1.0], help='channel rates')
     p.add_argument('--images', type=int, help='predict: images from the data (default 12); pretrained, scale, versus: the first N validation images (default all)')
     p.add_argument('--large', type=int, help='predict, pretrained: side of the large image (0: none; default 8192 and 4096)')
-    p.add_argument('--model', type=Path, help='scale: model file (default: the bundled model)')
+    p.add_argument('--model', type=path_arg, help='scale: model file (default: the bundled model)')
     p.add_argument('--modes', default='auto,true,native', help='scale: diameter modes, comma-separated (default auto,true,native)')
     p.add_argument('--sides', type=int, nargs='+', help=f'large: slide sides (px; default {", ".join(map(str, LARGE_SIDES))}); outputs: the side (default 8192)')
     p.add_argument('--block', type=int, help='large: block side (px; default large.BLOCK)')

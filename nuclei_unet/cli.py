@@ -4,12 +4,12 @@
 
 # %% ../nbs/95_cli.ipynb #5a7fbd07
 from __future__ import annotations
-import json, sys, time
+import argparse, json, sys, time
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import AUGMENTATIONS, LOSSES, UNetConfig, check_run, init_config, model_info, pretrained_path, read_model_config, usable_diameter
-from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, have, positive_number, run_command
+from .config import AUGMENTATIONS, LOSSES, UNetConfig, check_run, init_config, model_info, pretrained_path, read_model_config
+from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, have, path_arg, pixel_size_arg, positive_number, run_command
 from .data import list_samples
 from .engine import ENGINES, PRECISIONS, check_engine
 
@@ -21,6 +21,13 @@ __all__ = ['eda_parser', 'eda', 'train_parser', 'train', 'predict_parser', 'pred
 def _names(text: str) -> tuple[str, ...]:
     "A comma-separated list of names."
     return tuple(n.strip() for n in text.split(',') if n.strip())
+
+def _seed(text: str) -> int:
+    "An argparse type for `--seed`: a whole number from 0 to 2**32 - 1, the seeds numpy takes."
+    try: value = int(text)
+    except ValueError: value = -1
+    if not 0 <= value < 2**32: raise argparse.ArgumentTypeError(f'{text!r} is not a whole number from 0 to {2**32 - 1}')
+    return value
 
 def _data_or_default(data: Path | None) -> Path:
     "`data`, or the synthetic samples (made on first use) when it is None."
@@ -55,8 +62,8 @@ def _check_planes(sample):
 def eda_parser() -> CommandParser:
     "The flags of `nuclei_eda`."
     p = CommandParser(prog='nuclei_eda', description='Summarize a folder of nuclei images and draw its figures.')
-    p.add_argument('--data', type=Path, help='image folder (Kaggle, images/+masks/, paired or flat); default: synthetic samples')
-    p.add_argument('--out', type=Path, default=Path('output/eda'), help='folder for the figures (default: output/eda)')
+    p.add_argument('--data', type=path_arg, help='image folder (Kaggle, images/+masks/, paired or flat); default: synthetic samples')
+    p.add_argument('--out', type=path_arg, default=Path('output/eda'), help='folder for the figures (default: output/eda)')
     _plane_flags(p)
     p.add_argument('--json', action='store_true', help='print the summary as JSON on stdout (the table goes to stderr)')
     return p
@@ -90,8 +97,8 @@ def train_parser() -> CommandParser:
     p.add_argument('-s', '--size', type=int, help="training crop size: 64, 128, 256 or 512 (default 256, or the --init model's)")
     p.add_argument('-c', '--channel-rate', type=float, help="filter multiplier: 0.5, 1 or 2 (default 1, or the --init model's)")
     p.add_argument('-e', '--epochs', type=int, default=20, help='epochs (default 20)')
-    p.add_argument('--data', type=Path, help='folder with images and masks (default: synthetic samples)')
-    p.add_argument('--out', type=Path, default=Path('output/train'), help='run folder (default output/train)')
+    p.add_argument('--data', type=path_arg, help='folder with images and masks (default: synthetic samples)')
+    p.add_argument('--out', type=path_arg, default=Path('output/train'), help='run folder (default output/train)')
     _plane_flags(p)
     p.add_argument('--batch-size', type=int, default=8, help='crops per step (default 8)')
     p.add_argument('--steps-per-epoch', type=int, help='default: training images / batch size')
@@ -105,8 +112,8 @@ def train_parser() -> CommandParser:
     p.add_argument('--jitter', dest='diameter_jitter', type=float, help='with --diameter: random scale factor up to this either way (default 1.25)')
     p.add_argument('--augment', type=_names, help=f'extra augmentations, comma-separated: {",".join(AUGMENTATIONS)} (default none)')
     p.add_argument('--loss', choices=LOSSES, help="training loss: bce_dice (default, or the --init model's) or bce_dice_lovasz (adds a Lovász IoU loss on the foreground)")
-    p.add_argument('--init', help="start from a trained model: 'pretrained' (the bundled one) or a .keras file; its settings are the defaults")
-    p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    p.add_argument('--init', type=path_arg, help="start from a trained model: 'pretrained' (the bundled one) or a .keras file; its settings are the defaults")
+    p.add_argument('--seed', type=_seed, default=0, help='random seed (default 0)')
     p.add_argument('--force', action='store_true', help='resume a run in --out even though settings differ from those it was started with')
     return p
 
@@ -114,7 +121,7 @@ def _train(a) -> int:
     "Body of `nuclei_train`."
     check_run(a.epochs, a.batch_size, a.val_fraction, a.steps_per_epoch)
     given = {k: getattr(a, k) for k in ('size', 'channel_rate', 'residual', 'batch_norm', 'dropout', 'diameter', 'diameter_jitter', 'augment', 'loss')}
-    init = (pretrained_path() if a.init == 'pretrained' else Path(a.init)) if a.init else None
+    init = (pretrained_path() if a.init == Path('pretrained') else a.init) if a.init is not None else None
     cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
     data = _data_or_default(a.data)
     _check_planes(list_samples(data, a.channel, a.z)[0]); ensure_dir(a.out)   # a wrong folder or a missing plane choice is said before TensorFlow loads
@@ -137,16 +144,16 @@ def predict_parser() -> CommandParser:
     from nuclei_unet.large import BLOCK
     from nuclei_unet.predict import BLOCKWISE
     p = CommandParser(prog='nuclei_predict', description="Find nuclei in every image of a folder; outputs at each image's own size.")
-    p.add_argument('--data', type=Path, help='Kaggle-layout or flat image folder (default: synthetic samples)')
-    p.add_argument('--model', type=Path, help='model file from nuclei_train (.keras; default: the bundled DSB2018 model)')
-    p.add_argument('--out', type=Path, default=Path('output/predict'), help='output folder (default output/predict)')
+    p.add_argument('--data', type=path_arg, help='Kaggle-layout or flat image folder (default: synthetic samples)')
+    p.add_argument('--model', type=path_arg, help='model file from nuclei_train (.keras; default: the bundled DSB2018 model)')
+    p.add_argument('--out', type=path_arg, default=Path('output/predict'), help='output folder (default output/predict)')
     p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
                    help='median nucleus diameter of the images in pixels, or auto to estimate it per image (default auto)')
     p.add_argument('--tta', action='store_true', help='average 8 flipped/rotated views in the last pass at the chosen diameter (it becomes 8x slower)')
     p.add_argument('--tile', type=int, default=512, help='tile side for large images (default 512)')
     p.add_argument('--overwrite', action='store_true', help='predict again images already done')
     _plane_flags(p)
-    p.add_argument('--pixel-size', type=positive_number, metavar='UM', help='µm per pixel, for measurements in µm (default: from the files\' metadata, else pixels only)')
+    p.add_argument('--pixel-size', type=pixel_size_arg, metavar='UM', help='µm per pixel, for measurements in µm (default: from the files\' metadata, else pixels only)')
     p.add_argument('--figures', choices=('none', 'some', 'all'), default='some', help='figures/<id>.png for: some images (16, spread over the folder; default), all or none')
     p.add_argument('--blockwise', type=positive_number, default=BLOCKWISE / 1e6, metavar='MP',
                    help=f'predict images above this many megapixels block by block into labels/<id>.ome.zarr (needs dask and zarr; default {BLOCKWISE / 1e6:.1f})')
@@ -161,7 +168,8 @@ def _predict(a) -> int:
     "Body of `nuclei_predict`."
     model = a.model or pretrained_path()
     cfg = read_model_config(model)
-    cfg.check_tile(a.tile); usable_diameter(cfg, a.diameter, model)
+    from nuclei_unet.predict import check_diameter
+    cfg.check_tile(a.tile); check_diameter(cfg, a.diameter, model)           # what does not depend on the image; its size is checked per image
     samples = list_samples(_data_or_default(a.data), a.channel, a.z)
     out = ensure_dir(a.out)
     _check_planes(samples[0])
@@ -190,10 +198,10 @@ def predict(argv: list[str] | None = None) -> int:
 def evaluate_parser() -> CommandParser:
     "The flags of `nuclei_evaluate`."
     p = CommandParser(prog='nuclei_evaluate', description='Score predicted nuclei against true masks (DSB2018 metric).')
-    p.add_argument('--data', type=Path, required=True, help='folder of images with masks')
+    p.add_argument('--data', type=path_arg, required=True, help='folder of images with masks')
     src = p.add_mutually_exclusive_group()
-    src.add_argument('--model', type=Path, help='model file to predict with (.keras; default: the bundled DSB2018 model)')
-    src.add_argument('--pred', type=Path, help='nuclei_predict output folder (labels/<id>.png) instead of a model')
+    src.add_argument('--model', type=path_arg, help='model file to predict with (.keras; default: the bundled DSB2018 model)')
+    src.add_argument('--pred', type=path_arg, help='nuclei_predict output folder (labels/<id>.png) instead of a model')
     p.add_argument('--val', action='store_true', help="only the model's own validation images (recorded in its file)")
     p.add_argument('--tta', action='store_true', help='with a model: test-time augmentation')
     p.add_argument('--diameter', type=diameter_arg, default=None, metavar='auto|PX',
@@ -214,7 +222,8 @@ def _evaluate(a) -> int:
     predict = None
     if a.pred is None:
         model = a.model or pretrained_path()
-        usable_diameter(read_model_config(model), a.diameter, model)
+        from nuclei_unet.predict import check_diameter
+        check_diameter(read_model_config(model), a.diameter, model)
         if a.val: samples = validation_samples(samples, model_info(model), str(model))
         predictor = _predictor(a, model)
         predict = lambda image: predictor.predict(image, a.diameter).labels
@@ -233,10 +242,10 @@ def evaluate(argv: list[str] | None = None) -> int:
 def measure_parser() -> CommandParser:
     "The flags of `nuclei_measure`."
     p = CommandParser(prog='nuclei_measure', description='Measure every nucleus of label images made by any tool, against their original images.')
-    p.add_argument('--images', type=Path, required=True, help='image folder (any layout nuclei_predict reads)')
-    p.add_argument('--labels', type=Path, required=True, help='folder of label images named as the images (<id>.png, .tif...)')
-    p.add_argument('--out', type=Path, default=Path('output/measure'), help='output folder (default output/measure)')
-    p.add_argument('--pixel-size', type=positive_number, metavar='UM', help='µm per pixel (default: from the images\' metadata, else pixels only)')
+    p.add_argument('--images', type=path_arg, required=True, help='image folder (any layout nuclei_predict reads)')
+    p.add_argument('--labels', type=path_arg, required=True, help='folder of label images named as the images (<id>.png, .tif...)')
+    p.add_argument('--out', type=path_arg, default=Path('output/measure'), help='output folder (default output/measure)')
+    p.add_argument('--pixel-size', type=pixel_size_arg, metavar='UM', help='µm per pixel (default: from the images\' metadata, else pixels only)')
     _plane_flags(p, ' (default 1; every channel is measured)')
     p.add_argument('--export', metavar='FORMATS', help='also write rois (Fiji ROI sets, rois/<id>.zip) and/or geojson (QuPath, geojson/<id>.geojson), comma-separated')
     return p
@@ -248,23 +257,25 @@ def _measure(a) -> int:
     from nuclei_unet.export import check_exports, write_exports
     from nuclei_unet.predict import failure_line
     exports = check_exports(a.export)
-    samples = list_samples(a.images)
+    samples = list_samples(a.images, a.channel or 1, a.z)                         # every channel is measured; which is nuclear does not matter here
     if not a.labels.is_dir(): raise bad_value('labels', a.labels, 'no such folder')
     labels = {image_id(p): p for p in sorted(a.labels.iterdir()) if is_image_file(p)}
+    if not any(s.id in labels for s in samples): raise bad_value('labels', a.labels, f'no label image named as an image of {a.images} (<id>.png, .tif...)')
+    _check_planes(samples[0])
     out = ensure_dir(a.out/'measurements', 'out').parent
     for e in exports: ensure_dir(out/e, 'out')
     done, failed = [], []
     for s in samples:
         if s.id not in labels: failed.append(f'{s.image}: no label image {s.id}.* in {a.labels}'); continue
         try:
-            raw = read_raw(s.image, a.channel or 1, a.z, frame=s.frame)              # every channel is measured; which is nuclear does not matter here
+            raw = read_raw(s.image, s.channel, s.z, frame=s.frame)
             nuclei = read_labels(labels[s.id], raw.pixels.shape, keep_ids=True)                 # rows named by the other tool's ids
             table = measure_nuclei(nuclei, raw.pixels, raw.channels, a.pixel_size or raw.pixel_size)
         except NucleiError as e: failed.append(failure_line(s, e)); continue
         write_measurements(table, out/'measurements'/f'{s.id}.csv')
         write_exports(nuclei, table, out, s.id, exports)
         done.append(s.id)
-    rows = combine_measurements(done, out/'measurements', out/'measurements.csv') if done else 0
+    rows = combine_measurements(done, out/'measurements', out/'measurements.csv')   # this run's images only: none, no rows (not an earlier run's)
     print(f'{rows} nuclei measured in {len(done)} images, {len(failed)} skipped; {out}: measurements/, measurements.csv')
     for line in failed: print(f'nuclei_measure: skipped {line}', file=sys.stderr)
     return 1 if failed else 0
@@ -277,11 +288,11 @@ def measure(argv: list[str] | None = None) -> int:
 def quantize_parser() -> CommandParser:
     "The flags of `nuclei_quantize`."
     p = CommandParser(prog='nuclei_quantize', description='Make an int8 version of a model for fast CPU prediction, and keep it only if it scores as well as float32.')
-    p.add_argument('--model', type=Path, required=True, help='model file (.keras); the int8 version is written beside it as <name>.int8/')
-    p.add_argument('--data', type=Path, required=True, help='folder of images with masks, like those the model was trained on')
+    p.add_argument('--model', type=path_arg, required=True, help='model file (.keras); the int8 version is written beside it as <name>.int8/')
+    p.add_argument('--data', type=path_arg, required=True, help='folder of images with masks, like those the model was trained on')
     p.add_argument('--crops', type=int, default=200, help='calibration crops (default 200)')
     _plane_flags(p)
-    p.add_argument('--seed', type=int, default=0, help='random seed of the crops (default 0)')
+    p.add_argument('--seed', type=_seed, default=0, help='random seed of the crops (default 0)')
     return p
 
 def _quantize(a) -> int:
@@ -290,6 +301,7 @@ def _quantize(a) -> int:
     from nuclei_unet.engine import int8_folder
     from nuclei_unet.quantize import INT8_TOLERANCE, check_int8, quantize_model, split_for_int8
     if not a.model.is_file(): raise bad_value('model', a.model, 'no such file')
+    ensure_dir(int8_folder(a.model).parent, 'model')                             # where the int8 version goes, before calibration
     if a.crops < 1: raise bad_value('crops', a.crops, 'must be at least 1')
     samples = [s for s in list_samples(a.data, a.channel, a.z) if s.has_truth]
     if not samples: raise bad_value('data', a.data, 'no images with masks; calibration and the check need them')

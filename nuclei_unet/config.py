@@ -87,13 +87,19 @@ class UNetConfig:
 MODEL_INFO = 'nuclei_unet.json'                  # the member of a .keras file that holds this library's settings
 
 def read_model_info(path: str | os.PathLike) -> dict:
-    "The settings stored in a model file, without loading the network: {'config': ..., 'instances': ..., 'run': ..., ...}."
+    "The settings stored in a model file, without loading the network: {'config': ..., 'instances': ..., 'run': ..., ...}; its `config` is checked, so a damaged file is refused here, naming it, not as a bad flag later."
     path = Path(path)
     if not path.is_file(): raise NucleiError(f'{path}: no such model file')
     try:
-        with zipfile.ZipFile(path) as z: return json.loads(z.read(MODEL_INFO))
+        with zipfile.ZipFile(path) as z: info = json.loads(z.read(MODEL_INFO))
     except (zipfile.BadZipFile, KeyError, ValueError):
         raise NucleiError(f'{path}: not a nuclei_unet model (.keras file with {MODEL_INFO})') from None
+    if not isinstance(info, dict) or not isinstance(info.get('config'), dict):
+        held = f'a {type(info).__name__}' if not isinstance(info, dict) else 'no config' if 'config' not in info else f'a config of {type(info["config"]).__name__}'
+        raise NucleiError(f'{path}: not a nuclei_unet model (its {MODEL_INFO} holds {held}, not settings)')
+    try: UNetConfig.from_json(json.dumps(info['config']))
+    except (TypeError, ValueError) as e: raise NucleiError(f'{path}: damaged settings ({e})') from None     # NucleiError is a ValueError
+    return info
 
 def read_model_config(path: str | os.PathLike) -> UNetConfig:
     "The `UNetConfig` stored in model file `path`."

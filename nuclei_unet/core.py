@@ -4,17 +4,18 @@
 
 # %% ../nbs/00_core.ipynb #bb5291a7
 from __future__ import annotations
-import argparse, errno, glob, importlib, importlib.util, io, os, shutil, sys, tempfile, threading
+import argparse, errno, glob, importlib, importlib.util, io, os, re, shutil, sys, tempfile, threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['DASK_EXTRA', 'BF16_FLAGS', 'NucleiError', 'bad_value', 'check_flags', 'atomic_path', 'write_image', 'save_figure',
-           'remove_temporaries', 'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256', 'native_stderr_silenced',
-           'import_tensorflow', 'need', 'have', 'cpu_flags', 'has_bf16', 'progress_bar', 'CommandParser',
-           'positive_number', 'diameter_arg', 'flag_message', 'run_command']
+__all__ = ['DASK_EXTRA', 'BF16_FLAGS', 'MAX_PIXEL_SIZE', 'NucleiError', 'bad_value', 'check_flags', 'atomic_path', 'write_image',
+           'save_figure', 'remove_temporaries', 'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256',
+           'native_stderr_silenced', 'import_tensorflow', 'need', 'have', 'cpu_flags', 'has_bf16', 'progress_bar',
+           'CommandParser', 'positive_number', 'pixel_size_arg', 'path_arg', 'diameter_arg', 'flag_message',
+           'run_command']
 
 # %% ../nbs/00_core.ipynb #cca5dc46
 class NucleiError(ValueError):
@@ -191,12 +192,24 @@ class CommandParser(argparse.ArgumentParser):
     def error(self, message): raise NucleiError(message)
 
 # %% ../nbs/00_core.ipynb #37bfccae
-def positive_number(text: str) -> float:
-    "An argparse type: a number above 0 (a number of pixels, say)."
+def positive_number(text: str, most: float = float('inf'), unit: str = '') -> float:
+    "An argparse type: a number above 0 (a number of pixels, say), and at most `most` (`unit` names what it counts)."
     try: value = float(text)
     except ValueError: value = float('nan')
     if not value > 0 or value == float('inf'): raise argparse.ArgumentTypeError(f'{text!r} is not a positive number')
+    if value > most: raise argparse.ArgumentTypeError(f'{text!r} is above {most:g}{unit}')
     return value
+
+MAX_PIXEL_SIZE = 1000.0      # µm per pixel: a millimetre, 50 to 200 nuclei wide; areas and volumes in µm stay far inside floating point
+
+def pixel_size_arg(text: str) -> float:
+    "An argparse type for `--pixel-size`: µm per pixel, above 0 and at most `MAX_PIXEL_SIZE` (a larger value is a typo or a unit mix-up)."
+    return positive_number(text, MAX_PIXEL_SIZE, ' µm per pixel (no image of nuclei has pixels that large)')
+
+def path_arg(text: str) -> Path:
+    "An argparse type for every file and folder flag: a `Path`, never the empty text (an unset shell variable), which would mean the current folder."
+    if not text: raise argparse.ArgumentTypeError("'' is not a path (an unset shell variable?); . is the current folder")
+    return Path(text)
 
 def diameter_arg(text: str) -> float | None:
     "An argparse type for `--diameter`: `auto` (None: estimate it) or a positive number of pixels."
@@ -204,10 +217,10 @@ def diameter_arg(text: str) -> float | None:
 
 # %% ../nbs/00_core.ipynb #45e050ba
 def flag_message(error: NucleiError, parser: argparse.ArgumentParser) -> str:
-    "`error`'s message with its leading parameter name replaced by the parser's flag for that parameter."
+    "`error`'s message with its leading parameter name (its whole first word) replaced by the parser's flag for that parameter."
     msg = str(error)
     flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
-    if error.param in flags and msg.startswith(error.param): msg = flags[error.param] + msg[len(error.param):]
+    if error.param in flags and re.match(rf'{re.escape(error.param)}(?=[ :]|$)', msg): msg = flags[error.param] + msg[len(error.param):]   # the whole first word, never the start of a path
     return msg
 
 def run_command(parser: argparse.ArgumentParser, body, argv: list[str] | None = None) -> int:

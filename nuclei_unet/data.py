@@ -20,10 +20,10 @@ from .core import NucleiError, bad_value, cache_dir, have, native_stderr_silence
 # %% auto #0
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'DECODE_PIXELS', 'VENDOR_FORMATS', 'MAX_PIXELS',
            'MAX_LAZY_VALUES', 'LABEL_TAGS', 'bool_as_uint8', 'as_rgb8', 'intensity_range', 'normalize_image',
-           'display_rgb8', 'is_image_file', 'image_id', 'header_size', 'decode_file', 'RawImage', 'read_pixels',
-           'read_raw', 'frame_count', 'read_image', 'check_size', 'masks_to_labels', 'read_labels', 'check_labels',
-           'Sample', 'list_samples', 'cached_masks_to_labels', 'read_sample', 'read_truth', 'iter_samples',
-           'find_dsb2018']
+           'display_rgb8', 'is_image_file', 'check_link', 'image_id', 'header_size', 'decode_file', 'RawImage',
+           'read_pixels', 'read_raw', 'frame_count', 'read_image', 'check_size', 'masks_to_labels', 'read_labels',
+           'check_labels', 'Sample', 'list_samples', 'cached_masks_to_labels', 'read_sample', 'read_truth',
+           'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
@@ -93,11 +93,18 @@ def display_rgb8(image: np.ndarray) -> np.ndarray:
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.npy', '.zarr')      # .zarr: an OME-Zarr folder
 
 def is_image_file(path: str | os.PathLike) -> bool:
-    "True for a visible file with an image suffix (vendor formats too, to say how to convert them) or a `.zarr` folder; hidden files, `Thumbs.db`, notes etc. are not."
+    "True for a visible file with an image suffix (vendor formats too, to say how to convert them) or a `.zarr` folder, and for a broken link with one (reading it says so); hidden files, `Thumbs.db`, notes etc. are not."
     p = Path(path)
     if p.name.startswith('.'): return False
     if p.suffix.lower() == '.zarr': return p.is_dir()
-    return (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in VENDOR_FORMATS) and p.is_file()
+    return (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in VENDOR_FORMATS) and (p.is_file() or _broken_link(p))
+
+def _broken_link(path: Path) -> bool: return path.is_symlink() and not path.exists()
+
+def check_link(path: str | os.PathLike) -> None:
+    "A `NucleiError` naming `path` when it is a link to a file that is not there (a moved or unmounted folder)."
+    path = Path(path)
+    if _broken_link(path): raise NucleiError(f'{path}: a broken link (to {os.readlink(path)}, which does not exist)')
 
 def image_id(path: str | os.PathLike) -> str:
     "The id of an image file: its name without the suffix (and without `.ome` for `x.ome.tif`, `x.ome.zarr`)."
@@ -147,6 +154,7 @@ def _png_intact(buf: np.ndarray, size: tuple | None) -> bool:
 def decode_file(path: str | os.PathLike) -> np.ndarray:
     "Decode image file `path` as stored: any dtype, gray (H,W) or OpenCV's BGR/BGRA channel order; a header claiming over `DECODE_PIXELS` is refused before decoding."
     path = Path(path)
+    check_link(path)
     try: buf = np.fromfile(path, np.uint8)
     except OSError as e: raise NucleiError(f'{path}: cannot read ({e.strerror})') from None
     size = header_size(buf)
@@ -224,13 +232,17 @@ def _check_size(path: Path, shape: tuple, axes: str, lazy: bool = False):
     if np.prod(shape, dtype=np.int64) > MAX_PIXELS:
         raise NucleiError(f'{path}: {"x".join(map(str, shape))} ({axes}) is larger than {MAX_PIXELS:,} values; too large to read whole (nuclei_predict reads such images block by block when dask and zarr are installed)')
 
+def _check_dtype(path: Path, dtype) -> None:
+    "A `NucleiError` for pixels that are not bool, integer or real float (complex, text, dates): no image holds such values."
+    if np.dtype(dtype).kind not in 'biuf': raise NucleiError(f'{path}: {np.dtype(dtype)} pixels; expected bool, integer or real (float) values')
+
 def _read_tiff(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, float | None, bool]:
     "(pixels, axes, channel names, pixel size, colour) of a TIFF's first series at full resolution; axes in T Z C Q(unknown) Y X S(colour)."
     import tifffile
     try:
         with _quiet_decoders(), tifffile.TiffFile(path) as tif:
             series, axes = tif.series[0], tif.series[0].axes
-            _check_size(path, series.shape, axes, lazy)
+            _check_size(path, series.shape, axes, lazy); _check_dtype(path, series.dtype)
             end = max((o + n for p in series.pages[:64] if p is not None for o, n in zip(p.dataoffsets, p.databytecounts)), default=0)
             if end > path.stat().st_size: raise NucleiError(f'{path}: not a readable TIFF (its pixel data run past the end of the file: truncated or damaged)')
             if not lazy: arr = series.asarray()
@@ -268,7 +280,7 @@ def _read_zarr(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, 
         scale = next((t['scale'] for t in level.get('coordinateTransformations', []) if t.get('type') == 'scale'), None)
         unit = next((a.get('unit') for a in ms.get('axes', []) if isinstance(a, dict) and a.get('name', '').lower() == 'x'), None)
         size = _um(scale[axes.index('X')], unit) if scale else None
-    _check_size(path, arr.shape, axes, lazy)
+    _check_size(path, arr.shape, axes, lazy); _check_dtype(path, arr.dtype)
     return _lazy_array(arr) if lazy else arr[...], axes, names, size, False
 
 def _read_other(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, float | None, bool]:
@@ -277,8 +289,8 @@ def _read_other(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple,
         try: arr = np.load(path, allow_pickle=False, mmap_mode='r' if lazy else None)
         except (OSError, ValueError, EOFError) as e: raise NucleiError(f'{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else "empty or truncated"})') from None
         if arr.size == 0: raise NucleiError(f'{path}: an empty array {arr.shape}')
-        if arr.ndim not in (2, 3) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise NucleiError(f'{path}: expected a numeric (Y,X) or (Y,X,C) array, got {arr.dtype} {arr.shape}')
+        _check_dtype(path, arr.dtype)
+        if arr.ndim not in (2, 3): raise NucleiError(f'{path}: expected a (Y,X) or (Y,X,C) array, got {arr.dtype} {arr.shape}')
         return _lazy_array(arr) if lazy else arr, 'YXC'[:arr.ndim], (), None, False
     arr = decode_file(path)
     if arr.ndim == 2: return arr, 'YX', (), None, False
@@ -322,7 +334,7 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
              frame: int | None = None) -> RawImage:
     "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane, `frame` a time point (1-based); a file without channels or planes ignores a channel number or a `z` (one choice serves a mixed folder), not a name it lacks; a choice missing or wrong raises a `NucleiError` whose `param` names it; `lazy`: pixels as a Dask array where the format allows."
     path = Path(path)
-    _check_choices(path, channel, z)
+    _check_choices(path, channel, z); check_link(path)
     if path.suffix.lower() in VENDOR_FORMATS:
         raise NucleiError(f'{path}: {VENDOR_FORMATS[path.suffix.lower()]} files are not read directly; open it in Fiji (Bio-Formats) and save it as OME-TIFF, or convert it with bfconvert')
     reader = {'.tif': _read_tiff, '.tiff': _read_tiff, '.zarr': _read_zarr}.get(path.suffix.lower(), _read_other)
@@ -405,6 +417,7 @@ def masks_to_labels(mask_paths: Iterable[str | os.PathLike], shape: tuple) -> np
 # %% ../nbs/00_data.ipynb #fc70aa7c
 def _label_values(path: Path) -> np.ndarray:
     "A label file's values (Y,X[,C]) as stored: TIFF and `.npy` through their readers (every plane seen), other formats through OpenCV."
+    check_link(path)
     if path.suffix.lower() not in ('.tif', '.tiff', '.npy'): return decode_file(path)
     arr, axes, *_ = (_read_other if path.suffix.lower() == '.npy' else _read_tiff)(path)
     keep = [i for i, (a, n) in enumerate(zip(axes, arr.shape)) if n > 1 or a in 'YX']      # size-1 axes say nothing
@@ -415,9 +428,9 @@ def _label_values(path: Path) -> np.ndarray:
     return arr
 
 def read_labels(path: str | os.PathLike, image_shape: tuple | None = None, keep_ids: bool = False) -> np.ndarray:
-    "Read an instance label image (2-D, integer, 0 = background) as int32 labels 1..N (`keep_ids`: the file's own numbers), checked against its image."
+    "Read an instance label image (2-D, integer, 0 = background; a 1-bit or one-value image is a binary mask: its pieces are the nuclei) as int32 labels 1..N (`keep_ids`: the file's own numbers), checked against its image."
     path = Path(path)
-    a = _label_values(path)
+    a = bool_as_uint8(_label_values(path))
     if a.ndim == 3 and a.shape[2] > 1:
         if not (a == a[..., :1]).all(): raise NucleiError(f'{path}: a label image must have one channel, not {a.shape[2]}')
         a = a[..., 0]
@@ -519,6 +532,7 @@ def _labels_key(sample: Sample) -> str:
     "A key that changes whenever any of `sample`'s mask files is added, removed or modified."
     h = hashlib.md5()
     for p in sample.masks:
+        check_link(p)
         st = p.stat()
         h.update(f'{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0'.encode())
     return h.hexdigest()

@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import ModelInfo
 from .core import NucleiError, progress_bar
-from .data import MODALITIES, Sample, decode_file, read_sample
+from .data import MODALITIES, Sample, read_labels, read_sample
 from .eda import modality
 from .metrics import THRESHOLDS, dice, iou_matrix, match
 
@@ -59,8 +59,7 @@ def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarr
         else:
             path = pred_dir/f'{s.id}.png'
             if not path.exists(): raise NucleiError(f'{path}: no prediction for image {s.id}')
-            pred = decode_file(path).astype(np.int64)
-            if pred.shape != truth.shape: raise NucleiError(f'{path}: prediction is {pred.shape[1]}x{pred.shape[0]} pixels, its image {truth.shape[1]}x{truth.shape[0]}')
+            pred = read_labels(path, truth.shape)                   # one channel, integers, the image's size: as every label file
         rows.append(image_row(s.id, modality(image), truth, pred))
     return rows
 

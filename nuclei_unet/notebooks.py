@@ -7,7 +7,7 @@ from __future__ import annotations
 import re, sys
 from pathlib import Path
 
-from .core import CommandParser, run_command
+from .core import CommandParser, path_arg, run_command
 
 # %% auto #0
 __all__ = ['SKIP_FLAGS', 'NOT_RUN', 'steady_text', 'shrink_png', 'execute_notebook', 'notebooks_parser', 'main']
@@ -65,7 +65,7 @@ NOT_RUN = ('train_run.ipynb', 'predict_run.ipynb', 'index.ipynb')
 def notebooks_parser() -> CommandParser:
     "The arguments of `python -m nuclei_unet.notebooks`."
     p = CommandParser(prog='nuclei_unet.notebooks', description='Run the notebooks in place, saving their outputs, then clean them.')
-    p.add_argument('paths', nargs='*', type=Path, help='notebooks (default: every notebook in nbs/ but NOT_RUN)')
+    p.add_argument('paths', nargs='*', type=path_arg, help='notebooks (default: every notebook in nbs/ but NOT_RUN)')
     return p
 
 def _notebooks(a) -> int:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import csv, json, math, numbers, os, socket, sys, time
 from collections import deque
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -338,15 +338,15 @@ def claim_folder(out: Path, settings: dict, overwrite: bool = False) -> Path | N
     return aside
 
 @contextmanager
-def folder_lock(out: Path):
-    "Hold `out/.lock` for one run; a `NucleiError` naming the holder when another run has it."
-    try:
-        with file_lock(out/'.lock', wait=False) as f:
-            f.seek(0); f.truncate(); f.write(f'{socket.gethostname()} {os.getpid()}\n'.encode()); f.flush()
-            yield
-    except BlockingIOError:
-        holder = (out/'.lock').read_text().strip() or 'another process'
-        raise bad_value('out', out, f'another nuclei_predict run ({holder}: host, process) is writing there; wait for it or choose another --out') from None
+def folder_lock(out: Path, command: str = 'nuclei_predict'):
+    "Hold `out/.lock` for one run of `command`; a `NucleiError` naming the holder (host, process, command) when another run has it."
+    with ExitStack() as held:
+        try: f = held.enter_context(file_lock(out/'.lock', wait=False))
+        except BlockingIOError:                                             # only the lock itself: errors of the run pass as they are
+            holder = (out/'.lock').read_text().strip() or 'another process'
+            raise bad_value('out', out, f'another run ({holder}: host, process, command) is writing there; wait for it or choose another --out') from None
+        f.seek(0); f.truncate(); f.write(f'{socket.gethostname()} {os.getpid()} {command}\n'.encode()); f.flush()
+        yield
 
 # %% ../nbs/05_predict.ipynb #d385f850
 def _write_outputs(s: Sample, raw: RawImage, truth: np.ndarray | None, r: Prediction, out: Path, draw: bool, ran: dict,

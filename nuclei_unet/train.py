@@ -21,6 +21,7 @@ from .eda import collect_stats
 from .losses import LOSS_FUNCTIONS, dice_coef
 from .model import build_unet, load_model, save_model
 from .plots import plot_history
+from .predict import folder_lock
 from .transforms import augment, load_example
 
 # %% auto #0
@@ -138,8 +139,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epoc
           channel: int | str | None = None, z: int | str | None = None) -> list[dict]:
     "Train (or resume) a U-Net on the samples in `data` (read with `channel` and `z` as `data.read_raw`), writing model.keras, last.keras, history.csv, hist.png to `out`; `force` resumes with changed settings."
     gpus = tf.config.list_physical_devices('GPU')
-    with dtype_policy(precision or training_precision(bool(gpus))) as policy:
-        if policy != 'float32': print(f'training with the {policy} policy', file=sys.stderr)
+    with dtype_policy(precision or training_precision(bool(gpus))):
         return _train_run(data, Path(out), cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force, channel, z)
 
 RESUMED_SETTINGS = ('data', 'channel', 'z', 'batch_size', 'lr', 'val_fraction', 'seed', 'steps_per_epoch')    # a resumed run keeps them (the epochs may grow)
@@ -162,46 +162,48 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
     check_run(epochs, batch_size, val_fraction, steps_per_epoch)
     samples = list_samples(data, channel, z)
     out = ensure_dir(out)
-    remove_temporaries(out)
-    missing = [s for s in samples if not s.has_truth]
-    if missing: raise NucleiError(f'{missing[0].image}: no masks for this image; training needs masks ({len(missing)} images without)')
-    train_s, val_s = split_samples(samples, val_fraction, prepare_samples(samples))
-    steps = steps_per_epoch or max(1, math.ceil(len(train_s) / batch_size))
-    run = dict(data=str(Path(data).resolve()), channel=channel, z=z, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
-               steps_per_epoch=steps, train_images=len(train_s), val_ids=[s.id for s in val_s])
-    extra = {}
-    strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
-    keras.utils.set_random_seed(seed)
-    rows, best = [], math.inf
-    with strategy.scope():
-        if (out/'last.keras').exists():
-            with dtype_policy(read_model_info(out/'last.keras').get('policy', policy)):    # as saved: another policy would drop Adam's state
-                model, saved_cfg, state = load_model(out/'last.keras', compile=True)
-            changed = check_resume(out, saved_cfg, cfg, state.get('run', {}), run, force)
-            if changed: print(f'resuming {out} with changed settings (--force): {", ".join(changed)}', file=sys.stderr)
-            if model.layers[1].dtype_policy.name != policy or saved_cfg.loss != cfg.loss: model = rebuild(model, cfg, policy, optimizer=True)
-            rows, best, run['init'] = state['history'], state['best_val_loss'], state.get('run', {}).get('init')
-            extra = {k: state[k] for k in ('instances', 'tta_instances') if k in state}
-            if (out/'model.keras').exists(): best = min(best, read_model_info(out/'model.keras').get('val_loss', best))
-            print(f'resuming {out} after epoch {len(rows)} of {epochs}', file=sys.stderr)
-        else:
-            model = build_unet(cfg)
-            if init is not None:
-                start, init_cfg, init_info = load_model(init)
-                arch = architecture_changes(init_cfg, cfg)
-                if arch: raise bad_value('init', init, f'its {arch[0]} {getattr(init_cfg, arch[0])} differs from {getattr(cfg, arch[0])}; start from init_config(init)')
-                model.set_weights(start.get_weights())
-                run['init'] = str(init)
-                extra = {k: init_info[k] for k in ('instances', 'tta_instances') if k in init_info}   # its tuned thresholds
-            model.compile(keras.optimizers.Adam(lr), loss=LOSS_FUNCTIONS[cfg.loss], metrics=[dice_coef], jit_compile=bool(gpus))
-    if len(rows) >= epochs:
-        print(f'{out}: already trained for {len(rows)} epochs', file=sys.stderr)
-        write_history(rows, out/'history.csv'); save_figure(plot_history(rows), out/'hist.png')   # a kill right after the last save left them short
+    with folder_lock(out, 'nuclei_train'):             # one run writes a run folder at a time: a second is refused at once, naming --out
+        if policy != 'float32': print(f'training with the {policy} policy', file=sys.stderr)
+        remove_temporaries(out)
+        missing = [s for s in samples if not s.has_truth]
+        if missing: raise NucleiError(f'{missing[0].image}: no masks for this image; training needs masks ({len(missing)} images without)')
+        train_s, val_s = split_samples(samples, val_fraction, prepare_samples(samples))
+        steps = steps_per_epoch or max(1, math.ceil(len(train_s) / batch_size))
+        run = dict(data=str(Path(data).resolve()), channel=channel, z=z, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
+                   steps_per_epoch=steps, train_images=len(train_s), val_ids=[s.id for s in val_s])
+        extra = {}
+        strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
+        keras.utils.set_random_seed(seed)
+        rows, best = [], math.inf
+        with strategy.scope():
+            if (out/'last.keras').exists():
+                with dtype_policy(read_model_info(out/'last.keras').get('policy', policy)):    # as saved: another policy would drop Adam's state
+                    model, saved_cfg, state = load_model(out/'last.keras', compile=True)
+                changed = check_resume(out, saved_cfg, cfg, state.get('run', {}), run, force)
+                if changed: print(f'resuming {out} with changed settings (--force): {", ".join(changed)}', file=sys.stderr)
+                if model.layers[1].dtype_policy.name != policy or saved_cfg.loss != cfg.loss: model = rebuild(model, cfg, policy, optimizer=True)
+                rows, best, run['init'] = state['history'], state['best_val_loss'], state.get('run', {}).get('init')
+                extra = {k: state[k] for k in ('instances', 'tta_instances') if k in state}
+                if (out/'model.keras').exists(): best = min(best, read_model_info(out/'model.keras').get('val_loss', best))
+                print(f'resuming {out} after epoch {len(rows)} of {epochs}', file=sys.stderr)
+            else:
+                model = build_unet(cfg)
+                if init is not None:
+                    start, init_cfg, init_info = load_model(init)
+                    arch = architecture_changes(init_cfg, cfg)
+                    if arch: raise bad_value('init', init, f'its {arch[0]} {getattr(init_cfg, arch[0])} differs from {getattr(cfg, arch[0])}; start from init_config(init)')
+                    model.set_weights(start.get_weights())
+                    run['init'] = str(init)
+                    extra = {k: init_info[k] for k in ('instances', 'tta_instances') if k in init_info}   # its tuned thresholds
+                model.compile(keras.optimizers.Adam(lr), loss=LOSS_FUNCTIONS[cfg.loss], metrics=[dice_coef], jit_compile=bool(gpus))
+        if len(rows) >= epochs:
+            print(f'{out}: already trained for {len(rows)} epochs', file=sys.stderr)
+            write_history(rows, out/'history.csv'); save_figure(plot_history(rows), out/'hist.png')   # a kill right after the last save left them short
+            return rows
+        model.fit(make_dataset(train_s, cfg, batch_size, seed, start=len(rows) * steps * batch_size),
+                  validation_data=make_dataset(val_s, cfg, batch_size, seed, training=False),
+                  epochs=epochs, initial_epoch=len(rows), steps_per_epoch=steps, verbose=verbose, shuffle=False,
+                  callbacks=[keras.callbacks.LearningRateScheduler(lambda e: cosine_lr(e, epochs, lr)),
+                             keras.callbacks.TerminateOnNaN(), RunCheckpoint(out, cfg, rows, best, run, extra)])
+        if len(rows) < epochs: raise NucleiError(f'training stopped in epoch {len(rows) + 1}: the loss became NaN (try a lower --lr)')
         return rows
-    model.fit(make_dataset(train_s, cfg, batch_size, seed, start=len(rows) * steps * batch_size),
-              validation_data=make_dataset(val_s, cfg, batch_size, seed, training=False),
-              epochs=epochs, initial_epoch=len(rows), steps_per_epoch=steps, verbose=verbose, shuffle=False,
-              callbacks=[keras.callbacks.LearningRateScheduler(lambda e: cosine_lr(e, epochs, lr)),
-                         keras.callbacks.TerminateOnNaN(), RunCheckpoint(out, cfg, rows, best, run, extra)])
-    if len(rows) < epochs: raise NucleiError(f'training stopped in epoch {len(rows) + 1}: the loss became NaN (try a lower --lr)')
-    return rows

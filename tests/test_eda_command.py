@@ -119,3 +119,16 @@ def test_flat_folder_without_masks(tmp_path, synthetic):
     assert code == 0, err
     s = json.loads(out.strip().splitlines()[-1])
     assert (s['images'], s['images_with_masks'], s['nuclei']) == (3, 0, None)
+
+
+@pytest.mark.parametrize('name', ['complex.npy', 'complex.tif', 'dangling.png'])
+def test_complex_pixels_and_broken_links_are_one_line(tmp_path, name):
+    "A complex-valued image (an FFT) or a link to a file moved away, beside a good image: one line naming it, not a traceback or a silent skip."
+    import tifffile
+    data = tmp_path / 'flat'; data.mkdir()
+    cv2.imwrite(str(data / 'good.png'), np.full((64, 64), 90, np.uint8))
+    c = (np.ones((64, 64)) + 1j).astype(np.complex64)
+    if name == 'complex.npy': np.save(data / name, c)
+    elif name == 'complex.tif': tifffile.imwrite(data / name, c)
+    else: (data / name).symlink_to(tmp_path / 'moved.png')
+    assert_one_line_error(nuclei_eda('--data', data, '--out', tmp_path / 'eda'), data / name, 'a broken link' if name == 'dangling.png' else 'complex64 pixels')

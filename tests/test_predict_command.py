@@ -106,6 +106,32 @@ def test_bad_images_are_reported_and_skipped(tmp_path, model):
     assert [p.name for p in (tmp_path / 'o' / 'labels').iterdir()] == ['synthetic-0-0000.png']
 
 
+def test_complex_pixels_and_broken_links_are_skipped(tmp_path, model):
+    "A complex-valued TIFF and a link to a file moved away are listed, reported in one line each and skipped (exit 1); the good image is predicted."
+    import tifffile
+    data = tmp_path / 'flat'; data.mkdir()
+    cv2.imwrite(str(data / 'good.png'), np.full((64, 64), 90, np.uint8))
+    tifffile.imwrite(data / 'complex.tif', (np.ones((64, 64)) + 1j).astype(np.complex64))
+    (data / 'dangling.png').symlink_to(tmp_path / 'moved.png')
+    code, out, err = run_script('nuclei_predict', '--data', data, '--model', model, '--out', tmp_path / 'o')
+    assert code == 1, err
+    assert '1 images predicted' in out and '2 skipped' in out, out
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and f'{data / "complex.tif"}: complex64 pixels' in lines[0] and f'{data / "dangling.png"}: a broken link' in lines[1], err
+    assert [p.name for p in (tmp_path / 'o' / 'labels').iterdir()] == ['good.png']
+
+
+@pytest.mark.parametrize('info, says', [([1, 2], 'not a nuclei_unet model (its nuclei_unet.json holds a list'),
+                                        ({'config': {'size': 64, 'channel_rate': 3}}, 'damaged settings (channel_rate 3: choose from')])
+def test_damaged_model_settings_name_the_model_file(tmp_path, info, says):
+    "A model file whose settings are not this library's or are damaged: one line naming the file, not a traceback or a flag the user never gave."
+    import zipfile
+    with zipfile.ZipFile(tmp_path / 'm.keras', 'w') as z: z.writestr('nuclei_unet.json', json.dumps(info))
+    data = make_synthetic(tmp_path / 'syn', n=1)
+    out = ['--out', tmp_path / 'o']
+    for cmd, flags in (('nuclei_predict', ['--model', *out]), ('nuclei_evaluate', ['--model']), ('nuclei_train', ['--init', *out])):
+        assert_one_line_error(run_script(cmd, '--data', data, *flags[:1], tmp_path / 'm.keras', *flags[1:]), cmd, f'{tmp_path / "m.keras"}: {says}')
+
 def test_bad_model_data_and_out(tmp_path, model):
     data = make_synthetic(tmp_path / 'syn', n=1)
     assert_one_line_error(run_script('nuclei_predict', '--data', data, '--model', tmp_path / 'none.keras'), 'nuclei_predict', 'none.keras')
@@ -205,7 +231,7 @@ def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path):
     while not (out / 'run.json').exists() and first.poll() is None: pass
     second = run_script('nuclei_predict', '--data', data, '--out', out)
     assert first.wait(timeout=600) == 0, first.stderr.read()
-    assert_one_line_error(second, 'nuclei_predict', '--out', 'another nuclei_predict run')
+    assert_one_line_error(second, 'nuclei_predict', '--out', 'another run (')
     assert len(list((out / 'labels').iterdir())) == 24
 
 
