@@ -362,7 +362,7 @@ def bench_outputs(data: str | os.PathLike, side: int = 8192) -> dict:
 def _linked_samples(samples: Sequence, into: Path) -> None:
     "Links in `into` to the Kaggle-layout sample folders (`<id>/images/<id>.png`) of `samples`: nothing copied."
     for s in samples:
-        if s.image.parent.name != 'images': raise NucleiError(f'data: {s.image}: versus needs a Kaggle-layout folder (<id>/images/<id>.png)', 'data')
+        if s.image.parent.name != 'images': raise NucleiError(f'data: {s.image}: versus needs a Kaggle-layout folder (<id>/images/<id>.png)', 'data', param_first=True)
         (into/s.id).symlink_to(s.image.parents[1].resolve(), target_is_directory=True)
 
 VERSUS_COLUMNS = {'nuclei_predict': lambda r: r['command'], 'seconds': lambda r: f"{r['seconds']:.1f}",
@@ -414,7 +414,7 @@ def bench_parser() -> CommandParser:
 
 def _bench(a) -> int:
     "Body of `python -m nuclei_unet.bench`."
-    if a.what == 'versus' and not a.other: raise NucleiError('other: required by versus (the nuclei_predict command to compare with)', 'other')
+    if a.what == 'versus' and not a.other: raise NucleiError('other: required by versus (the nuclei_predict command to compare with)', 'other', param_first=True)
     data = a.data or find_dsb2018() or default_data()
     print(f'data {data}; {os.cpu_count()} CPUs; GPUs: {len(tf.config.list_physical_devices("GPU"))}; batch {a.batch_size}, {a.steps} steps', flush=True)
     if a.what == 'train': bench_train(data, a.sizes, a.rates, a.batch_size, a.steps)

@@ -218,7 +218,7 @@ def _evaluate(a) -> int:
     if a.pred is not None and not a.pred.is_dir(): raise bad_value('pred', a.pred, 'no such folder')
     model_only = [f for f, on in (('val', a.val), ('tta', a.tta), ('diameter', a.diameter is not None),
                                   ('engine', a.engine), ('precision', a.precision), ('threads', a.threads)) if on]
-    if a.pred is not None and model_only: raise NucleiError(f'{model_only[0]}: needs a model, not --pred', model_only[0])
+    if a.pred is not None and model_only: raise NucleiError(f'{model_only[0]}: needs a model, not --pred', model_only[0], param_first=True)
     predict = None
     if a.pred is None:
         model = a.model or pretrained_path()

@@ -22,11 +22,11 @@ OUTPUTS = ('foreground', 'border')
 AUGMENTATIONS = ('stain', 'gray', 'illumination', 'blur', 'jpeg', 'noise')
 LOSSES = ('bce_dice', 'bce_dice_lovasz')          # `losses.LOSS_FUNCTIONS` holds the functions
 
-def check_augment(names) -> tuple:
-    "Augmentation names (a list or tuple of names from AUGMENTATIONS, not one string) as a tuple; else a `NucleiError` about `augment`."
-    if isinstance(names, str): raise bad_value('augment', names, f'must be a list of names, e.g. ({names!r},)')
+def check_augment(names, param: str = 'augment') -> tuple:
+    "Augmentation names (a list or tuple of names from AUGMENTATIONS, not one string) as a tuple; else a `NucleiError` about `param`."
+    if isinstance(names, str): raise bad_value(param, names, f'must be a list of names, e.g. ({names!r},)')
     names = tuple(names)
-    if set(names) - set(AUGMENTATIONS): raise bad_value('augment', ','.join(map(str, names)), f'choose from {",".join(AUGMENTATIONS)}')
+    if set(names) - set(AUGMENTATIONS): raise bad_value(param, ','.join(map(str, names)), f'choose from {",".join(AUGMENTATIONS)}')
     return names
 
 @dataclass
@@ -87,7 +87,7 @@ class UNetConfig:
 MODEL_INFO = 'nuclei_unet.json'                  # the member of a .keras file that holds this library's settings
 
 def read_model_info(path: str | os.PathLike) -> dict:
-    "The settings stored in a model file, without loading the network: {'config': ..., 'instances': ..., 'run': ..., ...}; its `config` is checked, so a damaged file is refused here, naming it, not as a bad flag later."
+    "The settings stored in a model file, without loading the network: {'config': ..., 'instances': ..., 'run': ..., ...}; its `config` and thresholds are checked, so a damaged file is refused here, naming it, not as a bad flag later."
     path = Path(path)
     if not path.is_file(): raise NucleiError(f'{path}: no such model file')
     try:
@@ -97,7 +97,11 @@ def read_model_info(path: str | os.PathLike) -> dict:
     if not isinstance(info, dict) or not isinstance(info.get('config'), dict):
         held = f'a {type(info).__name__}' if not isinstance(info, dict) else 'no config' if 'config' not in info else f'a config of {type(info["config"]).__name__}'
         raise NucleiError(f'{path}: not a nuclei_unet model (its {MODEL_INFO} holds {held}, not settings)')
-    try: UNetConfig.from_json(json.dumps(info['config']))
+    from nuclei_unet.instances import InstanceParams                                   # here: instances needs the readers, config does not
+    try:
+        UNetConfig.from_json(json.dumps(info['config']))
+        for key in ('instances', 'tta_instances'):                                      # thresholds too: not a bad --flag in Predictor later
+            if info.get(key) is not None: InstanceParams(**info[key])
     except (TypeError, ValueError) as e: raise NucleiError(f'{path}: damaged settings ({e})') from None     # NucleiError is a ValueError
     return info
 

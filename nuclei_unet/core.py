@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #bb5291a7
 from __future__ import annotations
-import argparse, errno, glob, importlib, importlib.util, io, os, re, shutil, sys, tempfile, threading
+import argparse, errno, glob, importlib, importlib.util, io, numbers, os, re, shutil, sys, tempfile, threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,20 +14,20 @@ import numpy as np
 __all__ = ['DASK_EXTRA', 'BF16_FLAGS', 'MAX_PIXEL_SIZE', 'NucleiError', 'bad_value', 'check_flags', 'atomic_path', 'write_image',
            'save_figure', 'remove_temporaries', 'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256',
            'native_stderr_silenced', 'import_tensorflow', 'need', 'have', 'cpu_flags', 'has_bf16', 'progress_bar',
-           'CommandParser', 'positive_number', 'pixel_size_arg', 'path_arg', 'diameter_arg', 'flag_message',
-           'run_command']
+           'CommandParser', 'positive_number', 'pixel_size_arg', 'check_pixel_size', 'path_arg', 'diameter_arg',
+           'flag_message', 'run_command']
 
 # %% ../nbs/00_core.ipynb #cca5dc46
 class NucleiError(ValueError):
-    "Bad input: a one-line message naming the file at fault, or the parameter `param` whose value is wrong."
-    def __init__(self, message: str, param: str | None = None):
+    "Bad input: a one-line message naming the file at fault, or the parameter `param` whose value is wrong (`param_first`: the message starts with its name)."
+    def __init__(self, message: str, param: str | None = None, param_first: bool = False):
         super().__init__(message)
-        self.param = param
+        self.param, self.param_first = param, param_first
 
 def bad_value(param: str, value, reason: str) -> NucleiError:
     "A `NucleiError` about parameter `param`: '`param` `value`: `reason`'."
     shown = f'{value:g}' if isinstance(value, float) else ','.join(map(str, value)) if isinstance(value, (tuple, list)) else value
-    return NucleiError(f'{param} {shown}: {reason}', param)
+    return NucleiError(f'{param} {shown}: {reason}', param, param_first=True)
 
 def check_flags(**values):
     "A `NucleiError` naming the first of `values` that is not True or False (papermill's `-p tta false` passes the text 'false', which is true)."
@@ -206,6 +206,12 @@ def pixel_size_arg(text: str) -> float:
     "An argparse type for `--pixel-size`: µm per pixel, above 0 and at most `MAX_PIXEL_SIZE` (a larger value is a typo or a unit mix-up)."
     return positive_number(text, MAX_PIXEL_SIZE, ' µm per pixel (no image of nuclei has pixels that large)')
 
+def check_pixel_size(value: float | None) -> float | None:
+    "`value` (µm per pixel, None: unknown) if it is a number above 0 and at most `MAX_PIXEL_SIZE`; else a `NucleiError` about `pixel_size`."
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= MAX_PIXEL_SIZE):
+        raise bad_value('pixel_size', value, f'must be a number of µm per pixel above 0 and at most {MAX_PIXEL_SIZE:g}')
+    return value
+
 def path_arg(text: str) -> Path:
     "An argparse type for every file and folder flag: a `Path`, never the empty text (an unset shell variable), which would mean the current folder."
     if not text: raise argparse.ArgumentTypeError("'' is not a path (an unset shell variable?); . is the current folder")
@@ -217,10 +223,10 @@ def diameter_arg(text: str) -> float | None:
 
 # %% ../nbs/00_core.ipynb #45e050ba
 def flag_message(error: NucleiError, parser: argparse.ArgumentParser) -> str:
-    "`error`'s message with its leading parameter name (its whole first word) replaced by the parser's flag for that parameter."
+    "`error`'s message with its leading parameter name replaced by the parser's flag for that parameter (only where the message starts with the name: `param_first`, never a path that does)."
     msg = str(error)
     flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
-    if error.param in flags and re.match(rf'{re.escape(error.param)}(?=[ :]|$)', msg): msg = flags[error.param] + msg[len(error.param):]   # the whole first word, never the start of a path
+    if error.param in flags and error.param_first: msg = flags[error.param] + msg[len(error.param):]
     return msg
 
 def run_command(parser: argparse.ArgumentParser, body, argv: list[str] | None = None) -> int:

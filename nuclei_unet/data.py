@@ -15,15 +15,15 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential
 
-from .core import NucleiError, bad_value, cache_dir, have, native_stderr_silenced, need, write_image
+from .core import MAX_PIXEL_SIZE, NucleiError, bad_value, cache_dir, have, native_stderr_silenced, need, write_image
 
 # %% auto #0
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'DECODE_PIXELS', 'VENDOR_FORMATS', 'MAX_PIXELS',
-           'MAX_LAZY_VALUES', 'LABEL_TAGS', 'bool_as_uint8', 'as_rgb8', 'intensity_range', 'normalize_image',
-           'display_rgb8', 'is_image_file', 'check_link', 'image_id', 'header_size', 'decode_file', 'RawImage',
-           'read_pixels', 'read_raw', 'frame_count', 'read_image', 'check_size', 'masks_to_labels', 'read_labels',
-           'check_labels', 'Sample', 'list_samples', 'cached_masks_to_labels', 'read_sample', 'read_truth',
-           'iter_samples', 'find_dsb2018']
+           'MAX_LAZY_VALUES', 'LABEL_TAGS', 'bool_as_uint8', 'as_rgb8', 'check_range', 'intensity_range',
+           'normalize_image', 'display_rgb8', 'is_image_file', 'check_link', 'image_id', 'header_size', 'decode_file',
+           'RawImage', 'read_pixels', 'read_raw', 'frame_count', 'read_image', 'check_size', 'masks_to_labels',
+           'read_labels', 'check_labels', 'Sample', 'list_samples', 'cached_masks_to_labels', 'read_sample',
+           'read_truth', 'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
@@ -52,16 +52,17 @@ def as_rgb8(image: np.ndarray) -> np.ndarray:
 # %% ../nbs/00_data.ipynb #eedb813c
 SUBSAMPLE = 1 << 22                    # values that other dtypes' percentiles are estimated from
 
-def _check_percentiles(percentiles) -> tuple[float, float]:
-    "`percentiles` as floats (low, high) with 0 <= low < high <= 100, or a `NucleiError` about `percentiles`."
-    try: lo, hi = map(float, percentiles)
-    except (TypeError, ValueError): raise bad_value('percentiles', percentiles, 'expected two numbers, low and high') from None
-    if not 0 <= lo < hi <= 100: raise bad_value('percentiles', percentiles, 'expected 0 <= low < high <= 100')
+def check_range(values, param: str, least: float = -np.inf, most: float = np.inf) -> tuple[float, float]:
+    "`values` as floats (low, high), finite, with `least` <= low < high <= `most`; else a `NucleiError` about `param`."
+    try: lo, hi = map(float, values)
+    except (TypeError, ValueError): raise bad_value(param, values, 'expected two numbers, low and high') from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and least <= lo < hi <= most):
+        raise bad_value(param, values, f'expected {least:g} <= low < high <= {most:g}' if np.isfinite(least) else 'expected two finite numbers, low below high')
     return lo, hi
 
 def intensity_range(image: np.ndarray, percentiles: tuple = (1.0, 99.8)) -> tuple[float, float]:
     "Two percentiles (0 <= low < high <= 100) of the values of non-empty `image` of any dtype (bool: 0 and 255), as `np.percentile` (linear): uint8 by histogram, others from a strided subsample of about `SUBSAMPLE` values."
-    a, percentiles = bool_as_uint8(np.asarray(image)), _check_percentiles(percentiles)
+    a, percentiles = bool_as_uint8(np.asarray(image)), check_range(percentiles, 'percentiles', 0, 100)
     if a.size == 0: raise NucleiError(f'image: an empty array {a.shape} has no intensities', 'image')
     if a.dtype != np.uint8:
         step = max(1, int(np.sqrt(a.size / SUBSAMPLE)))                   # every step-th row and column: once per image, never per tile
@@ -96,7 +97,7 @@ def is_image_file(path: str | os.PathLike) -> bool:
     "True for a visible file with an image suffix (vendor formats too, to say how to convert them) or a `.zarr` folder, and for a broken link with one (reading it says so); hidden files, `Thumbs.db`, notes etc. are not."
     p = Path(path)
     if p.name.startswith('.'): return False
-    if p.suffix.lower() == '.zarr': return p.is_dir()
+    if p.suffix.lower() == '.zarr': return p.is_dir() or _broken_link(p)
     return (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in VENDOR_FORMATS) and (p.is_file() or _broken_link(p))
 
 def _broken_link(path: Path) -> bool: return path.is_symlink() and not path.exists()
@@ -174,10 +175,10 @@ _UM = {'pm': 1e-6, 'picometer': 1e-6, 'Å': 1e-4, 'angstrom': 1e-4, 'nm': 1e-3, 
        'microns': 1.0, '\\u00B5m': 1.0, 'micrometer': 1.0, 'mm': 1e3, 'millimeter': 1e3, 'cm': 1e4, 'centimeter': 1e4, 'm': 1e6, 'meter': 1e6}
 
 def _um(size, unit) -> float | None:
-    "Pixel size `size` in `unit` (OME, ImageJ or OME-Zarr names) as µm; None where it is missing, unreadable (\"0,325\") or in a unit not known."
+    "Pixel size `size` in `unit` (OME, ImageJ or OME-Zarr names) as µm; None where it is missing, unreadable (\"0,325\"), in a unit not known, or above `MAX_PIXEL_SIZE` (a wrong unit: no image of nuclei has such pixels)."
     try: um = float(size) * _UM[unit]
     except (TypeError, ValueError, KeyError): return None
-    return um if np.isfinite(um) and um > 0 else None
+    return um if np.isfinite(um) and 0 < um <= MAX_PIXEL_SIZE else None
 
 @dataclass(frozen=True)
 class RawImage:
@@ -365,7 +366,6 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
         arr = np.moveaxis(arr, c, -1)
     else:
         names = ('red', 'green', 'blue') if colour else names[:1] or ('c1',)
-        if _is_name(channel): _channel_index(path, 1, names, channel)          # a name must be this file's (a gray PNG's channel is c1)
     pixels = arr.transpose([axes.index(a) for a in ('YXS' if colour else 'YXC')]) if colour or 'C' in axes else arr.transpose([axes.index('Y'), axes.index('X')])[..., None]
     return RawImage(pixels if lazy and not isinstance(pixels, np.ndarray) else np.ascontiguousarray(pixels), colour, names, size, nuclear, path)
 
@@ -435,9 +435,8 @@ def read_labels(path: str | os.PathLike, image_shape: tuple | None = None, keep_
         if not (a == a[..., :1]).all(): raise NucleiError(f'{path}: a label image must have one channel, not {a.shape[2]}')
         a = a[..., 0]
     if a.ndim == 3: a = a[..., 0]
-    if not np.issubdtype(a.dtype, np.integer): raise NucleiError(f'{path}: a label image must hold integers, not {a.dtype}')
+    check_labels(a, f'{path}: label image')                                              # integers, none negative: as labels in memory
     check_size(f'{path}: label image', a.shape, 'its image', image_shape)
-    if a.min() < 0: raise NucleiError(f'{path}: a label image must not hold negative values')
     values = np.unique(a[a > 0])
     if len(values) == 1 and (not keep_ids or values[0] in (1, np.iinfo(a.dtype).max)):      # a binary mask (kept ids: unless its one value is an id)
         return connected_components(a > 0).astype(np.int32)
@@ -447,10 +446,10 @@ def read_labels(path: str | os.PathLike, image_shape: tuple | None = None, keep_
 def check_labels(labels, param: str = 'labels') -> np.ndarray:
     "Instance labels (H,W) in memory (ours or another tool's, ids kept) as an integer array: 0 background, nuclei 1..2**63-1; else a `NucleiError` about `param`."
     a = np.asarray(labels)
-    if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer): raise NucleiError(f'{param}: expected a 2-D integer array, got {a.dtype} {a.shape}', param)
+    if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer): raise NucleiError(f'{param}: expected a 2-D integer array, got {a.dtype} {a.shape}', param, param_first=True)
     lo, hi = (a.min(), a.max()) if a.size else (0, 0)
-    if lo < 0: raise NucleiError(f'{param}: negative values (down to {lo}); 0 is background and nuclei are 1, 2, ...', param)
-    if hi > np.iinfo(np.int64).max: raise NucleiError(f'{param}: ids above 2**63-1 ({hi}) do not fit an int64 label column; renumber them from 1', param)
+    if lo < 0: raise NucleiError(f'{param}: negative values (down to {lo}); 0 is background and nuclei are 1, 2, ...', param, param_first=True)
+    if hi > np.iinfo(np.int64).max: raise NucleiError(f'{param}: ids above 2**63-1 ({hi}) do not fit an int64 label column; renumber them from 1', param, param_first=True)
     return a
 
 # %% ../nbs/00_data.ipynb #fdf358c3

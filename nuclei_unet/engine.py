@@ -120,7 +120,7 @@ class Engine:
 def _openvino_run(model_path: Path, precision: str, threads: int) -> Callable:
     "An OpenVINO inference function of `model_path` compiled for this CPU."
     try: import openvino as ov
-    except ImportError: raise NucleiError('engine openvino is not installed: pip install openvino, or use --engine keras', 'engine') from None
+    except ImportError: raise NucleiError('engine openvino is not installed: pip install openvino, or use --engine keras', 'engine', param_first=True) from None
     config = {'INFERENCE_PRECISION_HINT': 'f32' if precision == 'int8' else precision, 'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY'}
     xml = int8_model(model_path) if precision == 'int8' else openvino_model(model_path)     # int8: what is not quantized runs in f32
     try: compiled = ov.Core().compile_model(xml, 'CPU', config)

@@ -87,7 +87,7 @@ def format_scores(rows: Sequence[ImageScores], summary: dict) -> str:
 def validation_samples(samples: Sequence[Sample], info: ModelInfo, source: str = 'the model') -> list[Sample]:
     "The samples among `samples` that a model held out in training (`info.val_ids`)."
     ids = set(info.val_ids)
-    if not ids: raise NucleiError(f'val: {source} records no validation images', 'val')
+    if not ids: raise NucleiError(f'val: {source} records no validation images', 'val', param_first=True)
     picked = [s for s in samples if s.id in ids]
-    if not picked: raise NucleiError(f'val: none of the {len(ids)} validation images of {source} is in this folder', 'val')
+    if not picked: raise NucleiError(f'val: none of the {len(ids)} validation images of {source} is in this folder', 'val', param_first=True)
     return picked

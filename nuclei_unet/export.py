@@ -178,6 +178,6 @@ def check_exports(text: str | None) -> tuple[str, ...]:
 def write_exports(labels: np.ndarray | Callable[[], Iterable[tuple[int, list]]], table: dict | None, out: Path, image_id: str,
                   exports: tuple[str, ...]):
     "Write the `exports` of one image's `labels` into `out/rois/<id>.zip`, `out/geojson/<id>.geojson`; for an image too large to hold, `labels` is a function giving its (label, shapes) pairs, called once per format."
-    def nuclei(): return labels if isinstance(labels, np.ndarray) else labels()
+    def nuclei(): return labels() if callable(labels) else labels
     if 'rois' in exports: write_rois(nuclei(), export_path(out, 'rois', image_id))
     if 'geojson' in exports: write_geojson(nuclei(), export_path(out, 'geojson', image_id), table)

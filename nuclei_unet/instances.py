@@ -19,7 +19,7 @@ from .data import bool_as_uint8, check_labels
 from .metrics import dsb_map
 
 # %% auto #0
-__all__ = ['PROB_SLACK', 'GROUP_PIXELS', 'median_diameter', 'resize_labels', 'InstanceParams', 'mask_components',
+__all__ = ['PROB_SLACK', 'GROUP_PIXELS', 'median_diameter', 'resize_labels', 'InstanceParams', 'nonzero_mask', 'mask_components',
            'probabilities_to_labels', 'tune_instances', 'rle_encode', 'rle_decode', 'labels_to_rles', 'rles_to_labels']
 
 # %% ../nbs/06_instances.ipynb #5bb3b1b4
@@ -58,7 +58,8 @@ class InstanceParams:
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v <= 1: raise bad_value(name, v, 'must be a number from 0 to 1')
         for name in ('min_seed', 'min_size'):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0: raise bad_value(name, v, 'must be a whole number of pixels, 0 or more')
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or v != int(v) or v < 0: raise bad_value(name, repr(v), 'must be a whole number of pixels, 0 or more')
+            object.__setattr__(self, name, int(v))                                   # 12.0 (a JSON number) is 12
         check_flags(use_border=self.use_border)
 
     def at_zoom(self, zoom: float) -> InstanceParams:
@@ -66,11 +67,15 @@ class InstanceParams:
         if zoom == 1: return self
         return replace(self, min_seed=max(1, round(self.min_seed / zoom**2)), min_size=max(1, round(self.min_size / zoom**2)))
 
-def mask_components(mask: np.ndarray) -> np.ndarray:
-    "8-connected components of mask (H,W) (nonzero = foreground, any dtype) as int32 labels (as `skimage.measure.label`, in a quarter the memory)."
+def nonzero_mask(mask) -> np.ndarray:
+    "Mask (H,W) of any dtype (nonzero = foreground) as a new bool array; else a `NucleiError` about `mask`."
     mask = np.asarray(mask)
     if mask.ndim != 2: raise NucleiError(f'mask must be a 2-D array (H,W), got shape {mask.shape}', 'mask')
-    return cv2.connectedComponents((mask != 0).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)[1]
+    return mask != 0
+
+def mask_components(mask: np.ndarray) -> np.ndarray:
+    "8-connected components of mask (H,W) (nonzero = foreground, any dtype) as int32 labels (as `skimage.measure.label`, in a quarter the memory)."
+    return cv2.connectedComponents(nonzero_mask(mask).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)[1]
 
 PROB_SLACK = 1e-5               # probabilities may pass 0..1 by this much (float rounding where tiles blend)
 GROUP_PIXELS = 2**20            # the largest box of foreground blobs split at once (its temporaries: a few tens of bytes per pixel)
@@ -136,8 +141,7 @@ def tune_instances(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
 # %% ../nbs/06_instances.ipynb #267de69f
 def rle_encode(mask: np.ndarray) -> str:
     "Binary mask (H,W) (bool, or integers 0 or more: nonzero = nucleus) -> Kaggle run-length string: 1-based column-major `start length` pairs."
-    mask = np.asarray(mask)
-    pixels = np.concatenate([[0], check_labels(bool_as_uint8(mask), 'mask').T.ravel() != 0, [0]]).astype(np.int8)
+    pixels = np.concatenate([[0], nonzero_mask(mask).T.ravel(), [0]]).astype(np.int8)
     runs = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
     runs[1::2] -= runs[::2]
     return ' '.join(map(str, runs))

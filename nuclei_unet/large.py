@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, need, progress_bar, remove_temporaries
+from .core import NucleiError, atomic_path, bad_value, check_pixel_size, ensure_dir, need, progress_bar, remove_temporaries
 from .data import SUBSAMPLE, RawImage, display_rgb8, intensity_range, read_pixels, read_raw
 from .export import nucleus_polygons
 from .instances import mask_components
@@ -296,7 +296,7 @@ def predict_large(image, out: str | os.PathLike, predictor: Predictor | None = N
     check_block(block)
     raw = _as_raw(image, channel, z)
     diameter = check_diameter(predictor.cfg, diameter, predictor.path, image_view(raw.rgb).shape)   # as `Predictor.predict`, before any folder is made
-    pixel_size = pixel_size or raw.pixel_size
+    pixel_size = check_pixel_size(pixel_size) or raw.pixel_size
     grid = BlockGrid(*raw.pixels.shape[:2], block)
     ensure_dir(out.parent)
     work = out.parent/f'.{out.name}.work'

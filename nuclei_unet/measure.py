@@ -12,7 +12,7 @@ import numpy as np
 from skimage.measure import regionprops_table
 from skimage.segmentation import relabel_sequential
 
-from .core import MAX_PIXEL_SIZE, NucleiError, atomic_path, bad_value
+from .core import NucleiError, atomic_path, check_pixel_size
 from .data import check_labels, check_size
 
 # %% auto #0
@@ -33,7 +33,7 @@ def measure_nuclei(labels: np.ndarray, image: np.ndarray | None = None, channels
                    pixel_size: float | None = None) -> dict[str, np.ndarray]:
     "Per-nucleus columns (one row per label of int `labels` (H,W) as `check_labels` takes them, in label order) [with intensities of `image` (H,W[,C]), any dtype]."
     labels = check_labels(labels)
-    if pixel_size is not None and not 0 < pixel_size <= MAX_PIXEL_SIZE: raise bad_value('pixel_size', pixel_size, f'must be a positive number of µm, at most {MAX_PIXEL_SIZE:g}')
+    check_pixel_size(pixel_size)
     if image is not None:
         image = np.asarray(image)
         if image.ndim not in (2, 3): raise NucleiError(f'image: expected (H,W) or (H,W,C), got shape {image.shape}', 'image')

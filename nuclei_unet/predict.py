@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 from .config import UNetConfig, model_info, pretrained_path, usable_diameter
-from .core import NucleiError, atomic_path, bad_value, check_flags, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
+from .core import NucleiError, atomic_path, bad_value, check_flags, check_pixel_size, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
 
 import cv2
 import numpy as np
 
-from .data import RawImage, Sample, bool_as_uint8, decode_file, intensity_range, normalize_image, read_pixels, read_raw, read_truth
+from .data import RawImage, Sample, bool_as_uint8, check_range, decode_file, intensity_range, normalize_image, read_pixels, read_raw, read_truth
 from .plots import prediction_figure
 from .engine import load_engine
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels
@@ -100,11 +100,7 @@ def _finite(pixels: np.ndarray, y0: int = 0, x0: int = 0) -> np.ndarray:
 
 def _value_range(value_range) -> tuple[float, float] | None:
     "`value_range` as floats (low, high) if it is two finite numbers, low below high (None stays None); else a `NucleiError`."
-    if value_range is None: return None
-    try: lo, hi = map(float, value_range)
-    except (TypeError, ValueError): raise bad_value('value_range', value_range, 'must be two numbers: (low, high)') from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi): raise bad_value('value_range', (lo, hi), 'must be two finite numbers, low below high')
-    return lo, hi
+    return None if value_range is None else check_range(value_range, 'value_range')
 
 def probability_rows(net: Callable, cfg: UNetConfig, image, tile: int = 512, overlap: int = 64, tta: bool = False,
                      zoom: float = 1.0, value_range: tuple | None = None, resume: tuple = (0, None)):
@@ -440,6 +436,7 @@ def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, o
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
                    pixel_size: float | None = None, blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None, exports: Sequence[str] = ()) -> FolderResult:
     "Predict every sample into `out`, each read with its own channel and z choice (see `list_samples`) (`diameter`: px, None = estimated; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`; `exports` of `export.EXPORTS`): a `FolderResult`."
+    check_pixel_size(pixel_size)
     draw = figure_ids([s.id for s in samples], figures)
     planes = {(s.channel, s.z) for s in samples}
     if len(planes) > 1: raise NucleiError(f'the samples are read with {len(planes)} different channel and z choices; a folder holds the outputs of one')
@@ -475,6 +472,9 @@ def _export_earlier(out: Path, ids: Sequence[str], exports: tuple):
 def _predict_here(todo, predictor, out, progress, diameter, draw, pixel_size, blockwise, block, tiff, exports) -> tuple[dict, set, list[str]]:
     "Predict `todo` in this process, reading ahead and writing behind the network: (RLEs by id, ids done blockwise, errors)."
     failed, rles, writes, large = [], {}, deque(), set()
+    def written(s, f):                                                          # an image that fails while written is reported as one that fails before
+        try: rles[s.id] = f.result()
+        except NucleiError as e: failed.append(failure_line(s, e))
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:     # read ahead and write behind the network
         for s, read in progress_bar(_ahead(reader, lambda s: _read(s, blockwise), todo), 'predicting', total=len(todo), progress=progress):
             try:
@@ -485,7 +485,7 @@ def _predict_here(todo, predictor, out, progress, diameter, draw, pixel_size, bl
                 r = _predicted(s, predictor, raw, diameter)
             except NucleiError as e:
                 failed.append(failure_line(s, e)); continue
-            writes.append((s.id, writer.submit(_write_outputs, s, raw, truth, r, out, s.id in draw, predictor.engine.describe(), pixel_size, exports)))
-            while len(writes) > 2: i, f = writes.popleft(); rles[i] = f.result()        # at most two images wait to be written
-        for i, f in writes: rles[i] = f.result()
+            writes.append((s, writer.submit(_write_outputs, s, raw, truth, r, out, s.id in draw, predictor.engine.describe(), pixel_size, exports)))
+            while len(writes) > 2: written(*writes.popleft())                  # at most two images wait to be written
+        for s, f in writes: written(s, f)
     return rles, large, failed

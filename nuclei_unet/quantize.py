@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .config import model_info
-from .core import NucleiError, atomic_path, file_sha256
+from .core import NucleiError, atomic_path, bad_value, file_sha256
 from .data import Sample
 from .engine import build_folder, int8_folder, int8_model, openvino_model, save_ir
 from .evaluate import evaluate
@@ -30,7 +30,7 @@ def calibration_crops(samples: Sequence[Sample], model_path: str | os.PathLike, 
                       size: int = CALIBRATION_SIZE, seed: int = 0) -> list[np.ndarray]:
     "`n` float32 crops (1,size,size,3) of `samples` (with masks) at the model's scale, normalized as prediction feeds the network (`data.normalize_image`)."
     if not samples: raise NucleiError('calibration needs at least one image with masks', 'data')
-    if n < 1: raise NucleiError(f'crops {n}: must be at least 1', 'crops')
+    if n < 1: raise bad_value('crops', n, 'must be at least 1')
     cfg, rng = replace(model_info(model_path).config, size=size), np.random.default_rng(seed)
     picks = rng.permutation(np.resize(np.arange(len(samples)), max(n, len(samples))))[:n]     # every image before any twice
     return [load_example(samples[i], cfg, rng)[0][None] for i in picks]

@@ -90,7 +90,7 @@ _EXTRA = {                                                         # name: (prob
 def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, extra: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
     "Random flips/rotations of normalized image `x` (H,W,3) and targets `y` (H,W,C) together, then changes of `x` alone (`extra`: names from AUGMENTATIONS)."
     check_size('targets y', y.shape, 'image x', x.shape, 'y')
-    check_augment(extra)                                              # a misspelt name is never silently skipped
+    check_augment(extra, 'extra')                                     # a misspelt name is never silently skipped
     k = rng.integers(4)
     x, y = np.rot90(x, k), np.rot90(y, k)
     if rng.random() < 0.5: x, y = x[:, ::-1], y[:, ::-1]
