@@ -8,7 +8,7 @@ import argparse, json, sys, time
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import AUGMENTATIONS, LOSSES, UNetConfig, check_run, init_config, model_info, pretrained_path, read_model_config
+from .config import AUGMENTATIONS, LOSSES, UNetConfig, check_resume, check_run, init_config, model_info, pretrained_path, read_model_config, read_model_info
 from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, have, path_arg, pixel_size_arg, positive_number, run_command
 from .data import list_samples
 from .engine import ENGINES, PRECISIONS, check_engine
@@ -125,9 +125,14 @@ def _train(a) -> int:
     cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
     data = _data_or_default(a.data)
     _check_planes(list_samples(data, a.channel, a.z)[0]); ensure_dir(a.out)   # a wrong folder or a missing plane choice is said before TensorFlow loads
+    lr = a.lr if a.lr is not None else 1e-4 if init else 1e-3
+    if (a.out/'last.keras').exists():                                        # so is a resume with other settings (those known before the data is read)
+        given = dict(data=str(Path(data).resolve()), channel=a.channel, z=a.z, batch_size=a.batch_size, lr=lr, val_fraction=a.val_fraction, seed=a.seed,
+                     **({'steps_per_epoch': a.steps_per_epoch} if a.steps_per_epoch else {}))
+        check_resume(a.out, read_model_config(a.out/'last.keras'), cfg, read_model_info(a.out/'last.keras').get('run', {}), given, a.force)
     from nuclei_unet.train import train
     t0 = time.time()
-    rows = train(data, a.out, cfg, a.epochs, a.batch_size, a.lr if a.lr is not None else 1e-4 if init else 1e-3, a.val_fraction, a.seed,
+    rows = train(data, a.out, cfg, a.epochs, a.batch_size, lr, a.val_fraction, a.seed,
                  a.steps_per_epoch, verbose=1 if sys.stdout.isatty() else 2, init=init, force=a.force, channel=a.channel, z=a.z)
     best = min(rows, key=lambda r: r['val_loss'])
     print(f'best epoch {best["epoch"] + 1}: val_loss {best["val_loss"]:.4f}, val Dice {best["val_dice_coef"]:.4f}; '

@@ -12,8 +12,9 @@ from .core import NucleiError, bad_value, check_flags
 
 # %% auto #0
 __all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'LOSSES', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED',
-           'check_augment', 'UNetConfig', 'read_model_info', 'read_model_config', 'usable_diameter', 'ModelInfo',
-           'model_info', 'check_run', 'architecture_changes', 'init_config', 'pretrained_path']
+           'RESUMED_SETTINGS', 'check_augment', 'UNetConfig', 'read_model_info', 'read_model_config', 'usable_diameter',
+           'ModelInfo', 'model_info', 'check_run', 'architecture_changes', 'check_resume', 'init_config',
+           'pretrained_path']
 
 # %% ../nbs/02a_config.ipynb #fb46a65b
 SIZES = (64, 128, 256, 512)
@@ -166,6 +167,20 @@ def check_run(epochs: int, batch_size: int, val_fraction: float, steps_per_epoch
 def architecture_changes(old: UNetConfig, new: UNetConfig) -> list[str]:
     "The `ARCHITECTURE` fields in which `new` differs from `old` (a network's weights fit only their own)."
     return [k for k in ARCHITECTURE if getattr(old, k) != getattr(new, k)]
+
+RESUMED_SETTINGS = ('data', 'channel', 'z', 'batch_size', 'lr', 'val_fraction', 'seed', 'steps_per_epoch')    # a resumed run keeps them (the epochs may grow)
+
+def check_resume(out: Path, saved_cfg: UNetConfig, cfg: UNetConfig, saved_run: dict, run: dict, force: bool = False) -> list[str]:
+    "The settings in which a resumed run at `out` would differ from the one saved there (of `run`'s keys: a caller that has not read the data yet gives fewer); a `NucleiError` naming the first unless `force` (another architecture: always)."
+    arch = architecture_changes(saved_cfg, cfg)
+    if arch: raise NucleiError(f'{out}: holds a run with another architecture ({", ".join(f"{k} {getattr(saved_cfg, k)}" for k in arch)}); use another --out')
+    def same(k, a, b): return Path(a).resolve() == Path(b).resolve() if k == 'data' else a == b
+    changed = [(k, getattr(saved_cfg, k), getattr(cfg, k)) for k in saved_cfg.__dataclass_fields__ if getattr(saved_cfg, k) != getattr(cfg, k)]
+    changed += [(k, saved_run[k], run[k]) for k in RESUMED_SETTINGS if k in saved_run and k in run and not same(k, saved_run[k], run[k])]
+    if changed and not force:
+        k, old, new = changed[0]
+        raise bad_value(k, new, f'{out} holds a run trained with {k} {old}; resume with the same value, add --force to continue with the new one, or choose another --out')
+    return [k for k, _, _ in changed]
 
 def init_config(path: str | os.PathLike, **given) -> UNetConfig:
     "The `UNetConfig` of model file `path` with the settings in `given` that are not None; a different architecture is refused."

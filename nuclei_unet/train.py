@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
-from .config import UNetConfig, architecture_changes, check_run, read_model_info
+from .config import UNetConfig, architecture_changes, check_resume, check_run, read_model_info
 from .core import NucleiError, atomic_path, bad_value, ensure_dir, has_bf16, import_tensorflow, remove_temporaries, save_figure
 
 tf = import_tensorflow()
@@ -25,8 +25,8 @@ from .predict import folder_lock
 from .transforms import augment, load_example
 
 # %% auto #0
-__all__ = ['tf', 'RESUMED_SETTINGS', 'split_samples', 'prepare_samples', 'make_dataset', 'write_history', 'cosine_lr',
-           'RunCheckpoint', 'training_precision', 'dtype_policy', 'rebuild', 'train', 'check_resume']
+__all__ = ['tf', 'split_samples', 'prepare_samples', 'make_dataset', 'write_history', 'cosine_lr', 'RunCheckpoint',
+           'training_precision', 'dtype_policy', 'rebuild', 'train']
 
 # %% ../nbs/04_train.ipynb #ffc844a7
 def _rank(sample_id: str) -> str: return hashlib.md5(sample_id.encode()).hexdigest()
@@ -141,20 +141,6 @@ def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epoc
     gpus = tf.config.list_physical_devices('GPU')
     with dtype_policy(precision or training_precision(bool(gpus))):
         return _train_run(data, Path(out), cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force, channel, z)
-
-RESUMED_SETTINGS = ('data', 'channel', 'z', 'batch_size', 'lr', 'val_fraction', 'seed', 'steps_per_epoch')    # a resumed run keeps them (the epochs may grow)
-
-def check_resume(out: Path, saved_cfg: UNetConfig, cfg: UNetConfig, saved_run: dict, run: dict, force: bool = False) -> list[str]:
-    "The settings in which a resumed run at `out` would differ from the one saved there; a `NucleiError` naming the first unless `force` (another architecture: always)."
-    arch = architecture_changes(saved_cfg, cfg)
-    if arch: raise NucleiError(f'{out}: holds a run with another architecture ({", ".join(f"{k} {getattr(saved_cfg, k)}" for k in arch)}); use another --out')
-    def same(k, a, b): return Path(a).resolve() == Path(b).resolve() if k == 'data' else a == b
-    changed = [(k, getattr(saved_cfg, k), getattr(cfg, k)) for k in saved_cfg.__dataclass_fields__ if getattr(saved_cfg, k) != getattr(cfg, k)]
-    changed += [(k, saved_run[k], run[k]) for k in RESUMED_SETTINGS if k in saved_run and not same(k, saved_run[k], run[k])]
-    if changed and not force:
-        k, old, new = changed[0]
-        raise bad_value(k, new, f'{out} holds a run trained with {k} {old}; resume with the same value, add --force to continue with the new one, or choose another --out')
-    return [k for k, _, _ in changed]
 
 def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force, channel, z) -> list[dict]:
     "The body of `train`, in the precision it chose."
