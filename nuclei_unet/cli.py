@@ -8,7 +8,7 @@ import argparse, json, sys, time
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import AUGMENTATIONS, LOSSES, UNetConfig, check_resume, check_run, init_config, model_info, pretrained_path, read_model_config, read_model_info
+from .config import AUGMENTATIONS, LOSSES, UNetConfig, check_resume, check_run, init_config, model_info, pretrained_path, read_model_config
 from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, have, path_arg, pixel_size_arg, positive_number, run_command
 from .data import list_samples
 from .engine import ENGINES, PRECISIONS, check_engine
@@ -129,7 +129,8 @@ def _train(a) -> int:
     if (a.out/'last.keras').exists():                                        # so is a resume with other settings (those known before the data is read)
         given = dict(data=str(Path(data).resolve()), channel=a.channel, z=a.z, batch_size=a.batch_size, lr=lr, val_fraction=a.val_fraction, seed=a.seed,
                      **({'steps_per_epoch': a.steps_per_epoch} if a.steps_per_epoch else {}))
-        check_resume(a.out, read_model_config(a.out/'last.keras'), cfg, read_model_info(a.out/'last.keras').get('run', {}), given, a.force)
+        saved = model_info(a.out/'last.keras')                              # one read: its settings and its run
+        check_resume(a.out, saved.config, cfg, saved.run, given, a.force)
     from nuclei_unet.train import train
     t0 = time.time()
     rows = train(data, a.out, cfg, a.epochs, a.batch_size, lr, a.val_fraction, a.seed,
