@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['DASK_EXTRA', 'BF16_FLAGS', 'MAX_PIXEL_SIZE', 'NucleiError', 'bad_value', 'check_flags', 'atomic_path', 'write_image',
-           'save_figure', 'remove_temporaries', 'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256',
+__all__ = ['DASK_EXTRA', 'BF16_FLAGS', 'MAX_PIXEL_SIZE', 'NucleiError', 'bad_value', 'check_flags', 'is_number', 'atomic_path',
+           'write_image', 'save_figure', 'remove_temporaries', 'ensure_dir', 'cache_dir', 'file_lock', 'file_sha256',
            'native_stderr_silenced', 'import_tensorflow', 'need', 'have', 'cpu_flags', 'has_bf16', 'progress_bar',
            'CommandParser', 'positive_number', 'pixel_size_arg', 'check_pixel_size', 'path_arg', 'diameter_arg',
            'flag_message', 'run_command']
@@ -33,6 +33,10 @@ def check_flags(**values):
     "A `NucleiError` naming the first of `values` that is not True or False (papermill's `-p tta false` passes the text 'false', which is true)."
     for k, v in values.items():
         if not isinstance(v, bool): raise bad_value(k, v, "must be True or False (papermill: -p NAME True, or -y 'NAME: false')")
+
+def is_number(v, kind: type = numbers.Real) -> bool:
+    "True if `v` is a number of `kind` (`numbers.Real`, or `numbers.Integral` for whole ones), Python's or numpy's; a bool is not a number here."
+    return isinstance(v, kind) and not isinstance(v, (bool, np.bool_))
 
 # %% ../nbs/00_core.ipynb #7d2d98e6
 @contextmanager
@@ -208,7 +212,7 @@ def pixel_size_arg(text: str) -> float:
 
 def check_pixel_size(value: float | None) -> float | None:
     "`value` (µm per pixel, None: unknown) if it is a number above 0 and at most `MAX_PIXEL_SIZE`; else a `NucleiError` about `pixel_size`."
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= MAX_PIXEL_SIZE):
+    if value is not None and not (is_number(value) and 0 < value <= MAX_PIXEL_SIZE):
         raise bad_value('pixel_size', value, f'must be a number of µm per pixel above 0 and at most {MAX_PIXEL_SIZE:g}')
     return value
 

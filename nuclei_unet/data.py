@@ -15,7 +15,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential
 
-from .core import MAX_PIXEL_SIZE, NucleiError, bad_value, cache_dir, have, native_stderr_silenced, need, write_image
+from .core import MAX_PIXEL_SIZE, NucleiError, bad_value, cache_dir, is_number, have, native_stderr_silenced, need, write_image
 
 # %% auto #0
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'DECODE_PIXELS', 'VENDOR_FORMATS', 'MAX_PIXELS',
@@ -303,7 +303,7 @@ def _read_other(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple,
 def _number(v) -> int | None:
     "`v` as a 1-based number (an int, a whole float such as 2.0, or decimal digits), or None: a name, a fraction, a bool, no number at all."
     if isinstance(v, str): return int(v) if v.isdecimal() and int(v) >= 1 else None
-    whole = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and float(v).is_integer()
+    whole = is_number(v) and float(v).is_integer()
     return int(v) if whole and v >= 1 else None
 
 def _is_name(channel) -> bool: return isinstance(channel, str) and not channel.isdecimal()

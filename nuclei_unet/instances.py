@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import relabel_sequential, watershed
 
-from .core import NucleiError, bad_value, check_flags
+from .core import NucleiError, bad_value, check_flags, is_number
 from .data import bool_as_uint8, check_labels
 from .metrics import dsb_map
 
@@ -35,7 +35,7 @@ def resize_labels(labels: np.ndarray, h: int, w: int) -> np.ndarray:
     "Label image (H,W[,C]), any dtype -> new (h,w[,C]) by nearest neighbour at pixel centres (labels never blend); `h`, `w`: whole numbers above 0."
     labels = np.asarray(labels)
     for name, n in (('h', h), ('w', w)):
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1: raise bad_value(name, n, 'must be a whole number of pixels above 0')
+        if not is_number(n, numbers.Integral) or n < 1: raise bad_value(name, n, 'must be a whole number of pixels above 0')
     if labels.ndim < 2: raise NucleiError(f'labels must be (H,W[,C]), got shape {labels.shape}', 'labels')
     rows = ((np.arange(h) + 0.5) * labels.shape[0] / h).astype(np.intp)
     cols = ((np.arange(w) + 0.5) * labels.shape[1] / w).astype(np.intp)
@@ -55,10 +55,10 @@ class InstanceParams:
         "A `NucleiError` naming the first field out of range: thresholds numbers in 0..1, sizes whole numbers 0 or more, `use_border` True or False."
         for name in ('foreground', 'seed'):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v <= 1: raise bad_value(name, v, 'must be a number from 0 to 1')
+            if not (is_number(v) and 0 <= v <= 1): raise bad_value(name, v, 'must be a number from 0 to 1')
         for name in ('min_seed', 'min_size'):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or v != int(v) or v < 0: raise bad_value(name, repr(v), 'must be a whole number of pixels, 0 or more')
+            if not (is_number(v) and float(v).is_integer() and v >= 0): raise bad_value(name, repr(v), 'must be a whole number of pixels, 0 or more')
             object.__setattr__(self, name, int(v))                                   # 12.0 (a JSON number) is 12
         check_flags(use_border=self.use_border)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_predict.ipynb #1ea539ca
 from __future__ import annotations
-import csv, json, math, numbers, os, socket, sys, time
+import csv, json, math, os, socket, sys, time
 from collections import deque
 from contextlib import ExitStack, contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 from .config import UNetConfig, model_info, pretrained_path, usable_diameter
-from .core import NucleiError, atomic_path, bad_value, check_flags, check_pixel_size, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
+from .core import NucleiError, atomic_path, bad_value, check_flags, check_pixel_size, is_number, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
 
 import cv2
 import numpy as np
@@ -172,7 +172,7 @@ class Prediction:
 
 def check_diameter(cfg: UNetConfig, diameter: float | None, model: str | os.PathLike = 'this model', shape: tuple | None = None) -> float | None:
     "`diameter` (px of the image's nuclei, None = estimate) as a float if a model with `cfg` can use it: a positive number the network sees enlarged less than `MAX_ZOOM` x, and at most half the shorter side of an image of `shape`; else a `NucleiError`."
-    if diameter is not None and (isinstance(diameter, bool) or not isinstance(diameter, numbers.Real)):
+    if diameter is not None and not is_number(diameter):
         raise bad_value('diameter', diameter, f'must be a number of pixels, not {type(diameter).__name__}')
     diameter = usable_diameter(cfg, diameter, model)
     if diameter is None: return None
