@@ -8,7 +8,7 @@ import argparse, json, sys, time
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import AUGMENTATIONS, LOSSES, UNetConfig, check_resume, check_run, init_config, model_info, pretrained_path, read_model_config
+from .config import AUGMENTATIONS, LOSSES, TARGETS, UNetConfig, check_resume, check_run, init_config, model_info, pretrained_path, read_model_config
 from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, have, path_arg, pixel_size_arg, positive_number, run_command
 from .data import list_samples
 from .engine import ENGINES, PRECISIONS, check_engine
@@ -112,6 +112,7 @@ def train_parser() -> CommandParser:
     p.add_argument('--jitter', dest='diameter_jitter', type=float, help='with --diameter: random scale factor up to this either way (default 1.25)')
     p.add_argument('--augment', type=_names, help=f'extra augmentations, comma-separated: {",".join(AUGMENTATIONS)} (default none)')
     p.add_argument('--loss', choices=LOSSES, help="training loss: bce_dice (default, or the --init model's) or bce_dice_lovasz (adds a Lovász IoU loss on the foreground)")
+    p.add_argument('--targets', choices=TARGETS, help="with --diameter: foreground targets binary (default, or the --init model's) or coverage (the share of each rescaled pixel inside a nucleus)")
     p.add_argument('--init', type=path_arg, help="start from a trained model: 'pretrained' (the bundled one) or a .keras file; its settings are the defaults")
     p.add_argument('--seed', type=_seed, default=0, help='random seed (default 0)')
     p.add_argument('--force', action='store_true', help='resume a run in --out even though settings differ from those it was started with')
@@ -120,7 +121,7 @@ def train_parser() -> CommandParser:
 def _train(a) -> int:
     "Body of `nuclei_train`."
     check_run(a.epochs, a.batch_size, a.val_fraction, a.steps_per_epoch)
-    given = {k: getattr(a, k) for k in ('size', 'channel_rate', 'residual', 'batch_norm', 'dropout', 'diameter', 'diameter_jitter', 'augment', 'loss')}
+    given = {k: getattr(a, k) for k in ('size', 'channel_rate', 'residual', 'batch_norm', 'dropout', 'diameter', 'diameter_jitter', 'augment', 'loss', 'targets')}
     init = (pretrained_path() if a.init == Path('pretrained') else a.init) if a.init is not None else None
     cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
     data = _data_or_default(a.data)

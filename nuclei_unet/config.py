@@ -11,7 +11,7 @@ from pathlib import Path
 from .core import NucleiError, bad_value, check_flags
 
 # %% auto #0
-__all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'LOSSES', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED',
+__all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'TARGETS', 'LOSSES', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED',
            'RESUMED_SETTINGS', 'check_augment', 'UNetConfig', 'read_model_info', 'read_model_config', 'usable_diameter',
            'ModelInfo', 'model_info', 'check_run', 'architecture_changes', 'check_resume', 'init_config',
            'pretrained_path']
@@ -21,6 +21,7 @@ SIZES = (64, 128, 256, 512)
 CHANNEL_RATES = (0.5, 1.0, 2.0)
 OUTPUTS = ('foreground', 'border')
 AUGMENTATIONS = ('stain', 'gray', 'illumination', 'blur', 'jpeg', 'noise')
+TARGETS = ('binary', 'coverage')                  # foreground targets at the model's scale: `transforms.crop_example`
 LOSSES = ('bce_dice', 'bce_dice_lovasz')          # `losses.LOSS_FUNCTIONS` holds the functions
 
 def check_augment(names, param: str = 'augment') -> tuple:
@@ -45,6 +46,7 @@ class UNetConfig:
     diameter_jitter: float = 1.25                    # training scales each image to diameter x 1/j..j (with `diameter`)
     augment: tuple = ()                              # training augmentations beyond geometry and intensity, from AUGMENTATIONS
     loss: str = 'bce_dice'                           # training loss, from LOSSES (older files: bce_dice)
+    targets: str = 'binary'                          # foreground target, from TARGETS: 0/1 at pixel centres, or the covered fraction of each pixel (older files: binary)
 
     def __post_init__(self):
         self.outputs, self.percentiles, self.augment = tuple(self.outputs), tuple(self.percentiles), check_augment(self.augment)
@@ -60,6 +62,7 @@ class UNetConfig:
             raise bad_value('diameter', float(self.diameter), 'the network diameter must be between 4 and 200 pixels')
         if not 1 <= self.diameter_jitter <= 2: raise bad_value('diameter_jitter', float(self.diameter_jitter), 'must be between 1 and 2')
         if self.loss not in LOSSES: raise bad_value('loss', self.loss, f'choose from {", ".join(LOSSES)}')
+        if self.targets not in TARGETS: raise bad_value('targets', self.targets, f'choose from {", ".join(TARGETS)}')
 
     @property
     def filters(self) -> list[int]:

@@ -41,7 +41,10 @@ def crop_example(image: np.ndarray, labels: np.ndarray, cfg: UNetConfig, rng: np
     x = normalize_image(image[top:top + side, left:left + side], value_range=value_range)
     if side != size: x = cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
     if cfg.diameter:                                                # targets drawn at the model's scale: borders stay 1 px
-        y = make_targets(resize_labels(labels[top:top + side, left:left + side], size, size), cfg.outputs)
+        crop = labels[top:top + side, left:left + side]
+        y = make_targets(resize_labels(crop, size, size), cfg.outputs)
+        if cfg.targets == 'coverage' and side != size:              # the share of each model pixel the nuclei cover, as the image's pixels are averaged
+            y[..., cfg.outputs.index('foreground')] = cv2.resize((crop > 0).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
     else:                                                           # a one-pixel margin keeps borders exact at the crop's edge
         t0, l0 = max(top - 1, 0), max(left - 1, 0)
         y = make_targets(labels[t0:top + side + 1, l0:left + side + 1], cfg.outputs)[top - t0:top - t0 + side, left - l0:left - l0 + side]
