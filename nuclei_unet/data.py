@@ -174,6 +174,10 @@ MAX_PIXELS = 1 << 30                   # values (planes x pixels x channels) one
 _UM = {'pm': 1e-6, 'picometer': 1e-6, 'Å': 1e-4, 'angstrom': 1e-4, 'nm': 1e-3, 'nanometer': 1e-3, 'µm': 1.0, 'um': 1.0, 'micron': 1.0,
        'microns': 1.0, '\\u00B5m': 1.0, 'micrometer': 1.0, 'mm': 1e3, 'millimeter': 1e3, 'cm': 1e4, 'centimeter': 1e4, 'm': 1e6, 'meter': 1e6}
 
+def _square(x: float | None, y: float | None) -> float | None:
+    "Pixel size `x` (µm) where the pixels are square (`y`, their height, unknown or within 1%); else None: one size cannot measure them."
+    return x if x is None or y is None or abs(x - y) <= 0.01 * x else None
+
 def _um(size, unit) -> float | None:
     "Pixel size `size` in `unit` (OME, ImageJ or OME-Zarr names) as µm; None where it is missing, unreadable (\"0,325\"), in a unit not known, or above `MAX_PIXEL_SIZE` (a wrong unit: no image of nuclei has such pixels)."
     try: um = float(size) * _UM[unit]
@@ -219,9 +223,11 @@ def _tiff_metadata(tif) -> tuple[tuple[str, ...], float | None]:
         px = root.find(f'.//{ns}Pixels')
         if px is None: return (), None
         names = tuple(c.get('Name') or f'C{i + 1}' for i, c in enumerate(px.findall(f'{ns}Channel')))
-        return names, _um(px.get('PhysicalSizeX'), px.get('PhysicalSizeXUnit', 'µm'))
-    unit, res = (tif.imagej_metadata or {}).get('unit'), tif.pages[0].tags.get('XResolution')
-    return (), _um(res.value[1] / res.value[0], unit) if tif.is_imagej and res and res.value[0] else None
+        x, y = (_um(px.get(f'PhysicalSize{a}'), px.get(f'PhysicalSize{a}Unit', 'µm')) for a in 'XY')
+        return names, _square(x, y)
+    unit, (x, y) = (tif.imagej_metadata or {}).get('unit'), (tif.pages[0].tags.get(f'{a}Resolution') for a in 'XY')
+    def size(res): return _um(res.value[1] / res.value[0], unit) if tif.is_imagej and res and res.value[0] else None
+    return (), _square(size(x), size(y))
 
 MAX_LAZY_VALUES = 1 << 36             # values a file read lazily may claim (a 100,000^2 RGB slide holds 3 x 10^10)
 
@@ -243,9 +249,11 @@ def _read_tiff(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, 
     try:
         with _quiet_decoders(), tifffile.TiffFile(path) as tif:
             series, axes = tif.series[0], tif.series[0].axes
+            if tif.is_ome and len(tif.series) > 1 and all(s.shape == series.shape and s.dtype == series.dtype for s in tif.series[1:]):
+                raise NucleiError(f'{path}: {len(tif.series)} images of one size in one OME-TIFF (positions or wells) and one would be read; save each as a file of its own (Fiji: Bio-Formats, open all series)')
             _check_size(path, series.shape, axes, lazy); _check_dtype(path, series.dtype)
-            end = max((o + n for p in series.pages[:64] if p is not None for o, n in zip(p.dataoffsets, p.databytecounts)), default=0)
-            if end > path.stat().st_size: raise NucleiError(f'{path}: not a readable TIFF (its pixel data run past the end of the file: truncated or damaged)')
+            if any(o + n > p.parent.filehandle.size for p in series.pages[:64] if p is not None for o, n in zip(p.dataoffsets, p.databytecounts)):   # each page in its own file (a multi-file OME-TIFF)
+                raise NucleiError(f'{path}: not a readable TIFF (its pixel data run past the end of the file: truncated or damaged)')
             if not lazy: arr = series.asarray()
             elif series.dataoffset is not None: arr = _lazy_array(tifffile.memmap(path, series=0, mode='r'))   # uncompressed: mapped
             else: arr = _lazy_array(need('zarr').open(tif.series[0].aszarr(level=0), mode='r'))
@@ -278,9 +286,11 @@ def _read_zarr(path: Path, lazy: bool = False) -> tuple[np.ndarray, str, tuple, 
         if len(axes) != arr.ndim or 'Y' not in axes or 'X' not in axes:
             raise NucleiError(f'{path}: a Zarr array of shape {"x".join(map(str, arr.shape))} whose axes ({axes}) lack y and x; expected OME-Zarr axes such as (c, y, x)')
         names = tuple(c.get('label') or f'C{i + 1}' for i, c in enumerate(ome.get('omero', {}).get('channels', [])))
-        scale = next((t['scale'] for t in level.get('coordinateTransformations', []) if t.get('type') == 'scale'), None)
+        def scale_of(node): return next((t['scale'] for t in node.get('coordinateTransformations', []) if t.get('type') == 'scale'), None)
+        scale, whole = scale_of(level), scale_of(ms)                            # the level's, then the multiscales' own (NGFF: applied after it)
+        if scale and whole: scale = [a * b for a, b in zip(scale, whole)]
         unit = next((a.get('unit') for a in ms.get('axes', []) if isinstance(a, dict) and a.get('name', '').lower() == 'x'), None)
-        size = _um(scale[axes.index('X')], unit) if scale else None
+        size = _square(*(_um(scale[axes.index(a)], unit) for a in 'XY')) if scale else None
     _check_size(path, arr.shape, axes, lazy); _check_dtype(path, arr.dtype)
     return _lazy_array(arr) if lazy else arr[...], axes, names, size, False
 
@@ -333,7 +343,7 @@ def _project(path: Path, arr: np.ndarray, axis: int, z: int | str) -> np.ndarray
 
 def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int | str | None = None, lazy: bool = False,
              frame: int | None = None) -> RawImage:
-    "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane, `frame` a time point (1-based); a file without channels or planes ignores a channel number or a `z` (one choice serves a mixed folder), not a name it lacks; a choice missing or wrong raises a `NucleiError` whose `param` names it; `lazy`: pixels as a Dask array where the format allows."
+    "Read an image file as stored (see above): `channel` picks the nuclear channel (1-based or a name), `z` max, mean or a plane, `frame` a time point (1-based); a file without channels or planes ignores a channel choice or a `z` (one choice serves a mixed folder); a choice missing or wrong raises a `NucleiError` whose `param` names it; `lazy`: pixels as a Dask array where the format allows."
     path = Path(path)
     _check_choices(path, channel, z); check_link(path)
     if path.suffix.lower() in VENDOR_FORMATS:
@@ -342,8 +352,8 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
     arr, axes, names, size, colour = reader(path, lazy)
     arr = bool_as_uint8(arr)                                                 # a 1-bit image: 0 and 255
     where = f'{path}: {"x".join(map(str, arr.shape))} ({axes.replace("Q", "?")})'
-    for a, n in [(a, arr.shape[i]) for i, a in enumerate(axes)]:              # size-1 axes say nothing
-        if n == 1 and a not in 'YX': arr, axes = np.take(arr, 0, axes.index(a)), axes.replace(a, '', 1)
+    keep = [i for i, a in enumerate(axes) if arr.shape[i] > 1 or a in 'YX']   # size-1 axes say nothing (by place: a letter may come twice, as QQYX)
+    arr, axes = arr[tuple(slice(None) if i in keep else 0 for i in range(arr.ndim))], ''.join(axes[i] for i in keep)
     if axes.count('Q') > 1: raise NucleiError(f'{where}: more than one axis of unknown meaning')
     if 'Q' in axes:                                                           # pages without metadata: the flags say what they are
         if z is not None and 'Z' not in axes: axes = axes.replace('Q', 'Z')
@@ -356,11 +366,11 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
     if 'Z' in axes:
         if z is None: raise NucleiError(f'{where}: a z-stack of {arr.shape[axes.index("Z")]} planes; choose --z max, --z mean or --z N (1..{arr.shape[axes.index("Z")]})', 'z')
         arr, axes = _project(path, arr, axes.index('Z'), z), axes.replace('Z', '')
-    if 'C' in axes and 'S' in axes: raise NucleiError(f'{where}: channels of colour (RGB) images are not read; save the channel that shows the nuclei as an image of its own')
+    if 'C' in axes and 'S' in axes or axes.count('C') > 1: raise NucleiError(f'{where}: channels of colour (RGB) images are not read; save the channel that shows the nuclei as an image of its own')
     nuclear = 0
     if 'C' in axes or ('S' in axes and channel is not None):
         c = axes.index('C') if 'C' in axes else axes.index('S')
-        names = names if len(names) == arr.shape[c] else tuple(f'c{i + 1}' for i in range(arr.shape[c]))
+        names = names if len(names) == arr.shape[c] else ('red', 'green', 'blue') if axes[c] == 'S' and arr.shape[c] == 3 else tuple(f'c{i + 1}' for i in range(arr.shape[c]))
         if channel is None: raise NucleiError(f'{where}: {arr.shape[c]} channels ({", ".join(names)}); choose the nuclear one with --channel N (1..{arr.shape[c]}) or --channel NAME', 'channel')
         nuclear, axes, colour = _channel_index(path, arr.shape[c], names, channel), axes[:c] + axes[c + 1:] + 'C', False
         arr = np.moveaxis(arr, c, -1)
@@ -407,6 +417,7 @@ def masks_to_labels(mask_paths: Iterable[str | os.PathLike], shape: tuple) -> np
     for path in mask_paths:
         m = decode_file(path)
         check_size(f'{path}: mask', m.shape, 'its image', shape)
+        if m.ndim == 3 and m.shape[2] == 4: m = m[..., :3] if np.ptp(m[..., :3]) else m[..., 3]   # alpha is the mask only where the colours say nothing
         m = (m.max(axis=2) if m.ndim == 3 else m) > 0
         free = m & (labels == 0)
         if free.any():
@@ -450,7 +461,7 @@ def check_labels(labels, param: str = 'labels') -> np.ndarray:
     lo, hi = (a.min(), a.max()) if a.size else (0, 0)
     if lo < 0: raise NucleiError(f'{param}: negative values (down to {lo}); 0 is background and nuclei are 1, 2, ...', param, param_first=True)
     if hi > np.iinfo(np.int64).max: raise NucleiError(f'{param}: ids above 2**63-1 ({hi}) do not fit an int64 label column; renumber them from 1', param, param_first=True)
-    return a
+    return a.astype(a.dtype.newbyteorder('='), copy=False)                  # big-endian (a FITS or old TIFF reader's) in this machine's order: scikit-image needs it
 
 # %% ../nbs/00_data.ipynb #fdf358c3
 @dataclass(frozen=True)
