@@ -116,7 +116,7 @@ def _is_pair(item) -> bool:
 def _nuclei(labels) -> Iterable[tuple[int, list]]:
     "(label, shapes) pairs of int `labels` (H,W: an array or nested lists) by `nucleus_polygons`, or `labels` itself when it already is such pairs (an iterator or a list)."
     image = isinstance(labels, np.ndarray) or isinstance(labels, (list, tuple)) and len(labels) > 0 and not _is_pair(labels[0])
-    return nucleus_polygons(labels).items() if image else labels
+    return nucleus_polygons(labels).items() if image else ((int(label), shapes) for label, shapes in labels)   # numpy ids as ints, for JSON
 
 def write_rois(labels: np.ndarray | Iterable[tuple[int, list]], path: str | os.PathLike) -> Path:
     "An ImageJ/Fiji ROI set (`.zip`, one ROI per nucleus of int `labels`, or of (label, shapes) pairs, named by label), written atomically."

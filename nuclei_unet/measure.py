@@ -25,6 +25,15 @@ _SHAPE = [('centroid-0', 'centroid_row', 1), ('centroid-1', 'centroid_col', 1), 
           ('eccentricity', 'eccentricity', 0), ('orientation', 'orientation_rad', 0), ('solidity', 'solidity', 0)]   # (skimage, ours, power of length)
 _UNITS = {1: ('_px', '_um'), 2: ('_px2', '_um2')}
 
+def _unique_names(names: Sequence[str]) -> list[str]:
+    "`names` with each repeat numbered (`DAPI`, `DAPI_2`), so no two columns share a name."
+    out = []
+    for n in map(str, names):
+        k, new = 1, str(n)
+        while new in out: k += 1; new = f'{n}_{k}'
+        out.append(new)
+    return out
+
 def _median(mask: np.ndarray, intensity: np.ndarray) -> float: return float(np.median(intensity[mask]))
 def _integrated(mask: np.ndarray, intensity: np.ndarray) -> float: return float(intensity[mask].sum(dtype=np.float64))
 _STATS = [('mean', 'intensity_mean'), ('median', '_median'), ('min', 'intensity_min'), ('max', 'intensity_max'), ('integrated', '_integrated')]
@@ -39,15 +48,16 @@ def measure_nuclei(labels: np.ndarray, image: np.ndarray | None = None, channels
         if image.ndim not in (2, 3): raise NucleiError(f'image: expected (H,W) or (H,W,C), got shape {image.shape}', 'image')
         image = image[..., None] if image.ndim == 2 else image
         check_size('image', image.shape, 'the label image', labels.shape, 'image')
-        channels = list(channels or [f'c{i + 1}' for i in range(image.shape[2])])
+        channels = _unique_names(channels or [f'c{i + 1}' for i in range(image.shape[2])])
         if len(channels) != image.shape[2]: raise NucleiError(f'{len(channels)} channel names for {image.shape[2]} channels', 'channels')
     props = ['label', 'centroid', 'bbox', 'area', 'perimeter', 'equivalent_diameter_area', 'axis_major_length',
              'axis_minor_length', 'eccentricity', 'orientation', 'solidity'] + ['intensity_mean', 'intensity_min', 'intensity_max'] * (image is not None)
     seq, _, ids = relabel_sequential(labels)                # measured as 1..N: another tool's ids may run to billions
     t = regionprops_table(seq, image, properties=props, extra_properties=(_median, _integrated) if image is not None else ())
     table = {'label': np.asarray(ids[t['label']], np.int64)}
-    for key, name, power in _SHAPE: table[name + (_UNITS[power][0] if power else '')] = t[key]
+    for key in ('centroid-0', 'centroid-1'): t[key] = t[key] + 0.5       # from pixel corners: skimage measures from pixel centres
     h, w = labels.shape
+    for key, name, power in _SHAPE: table[name + (_UNITS[power][0] if power else '')] = t[key]
     table['touches_edge'] = (t['bbox-0'] == 0) | (t['bbox-1'] == 0) | (t['bbox-2'] == h) | (t['bbox-3'] == w)
     if pixel_size:
         for key, name, power in _SHAPE:
@@ -58,31 +68,31 @@ def measure_nuclei(labels: np.ndarray, image: np.ndarray | None = None, channels
 
 # %% ../nbs/10_measure.ipynb #64b63e4d
 def write_measurements(table: dict[str, np.ndarray], path: str | os.PathLike, image_id: str | None = None) -> Path:
-    "Write `table` to CSV `path` atomically (floats to 6 significant digits), with an `image` column first when `image_id` is given."
+    "Write `table` to UTF-8 CSV `path` atomically (floats to 10 significant digits: positions on a whole slide keep their fractions), with an `image` column first when `image_id` is given."
     path, columns = Path(path), list(table)
-    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
+    with atomic_path(path) as tmp, open(tmp, 'w', newline='', encoding='utf-8') as f:
         w = csv.writer(f)
         w.writerow((['image'] if image_id is not None else []) + columns)
         for row in zip(*(table[c] for c in columns)):
-            w.writerow(([image_id] if image_id is not None else []) + [f'{v:.6g}' if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, (bool, np.bool_)) else v for v in row])
+            w.writerow(([image_id] if image_id is not None else []) + [f'{v:.10g}' if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, (bool, np.bool_)) else v for v in row])
     return path
 
 def combine_measurements(ids: Sequence[str], folder: str | os.PathLike, path: str | os.PathLike) -> int:
     "Concatenate `folder/<id>.csv` for `ids` into CSV `path` (atomically), image id first; columns that only some images have stay empty elsewhere. The number of rows."
     folder, rows, columns = Path(folder), 0, {}
     for i in ids:
-        with open(folder/f'{i}.csv', newline='') as g: columns.update(dict.fromkeys(next(csv.reader(g), [])))
-    with atomic_path(Path(path)) as tmp, open(tmp, 'w', newline='') as f:
+        with open(folder/f'{i}.csv', newline='', encoding='utf-8-sig') as g: columns.update(dict.fromkeys(next(csv.reader(g), [])))
+    with atomic_path(Path(path)) as tmp, open(tmp, 'w', newline='', encoding='utf-8') as f:
         w = csv.DictWriter(f, ['image', *columns], restval='')
         w.writeheader()
         for i in ids:
-            with open(folder/f'{i}.csv', newline='') as g:
+            with open(folder/f'{i}.csv', newline='', encoding='utf-8-sig') as g:
                 for row in csv.DictReader(g): w.writerow({'image': i, **row}); rows += 1
     return rows
 
 def read_measurements(path: str | os.PathLike) -> dict[str, np.ndarray]:
     "A table written by `write_measurements`, by column: `label` int64, `touches_edge` bool, `image` str, the rest float64 (an empty cell: NaN)."
-    with open(path, newline='') as f: rows = list(csv.reader(f))
+    with open(path, newline='', encoding='utf-8-sig') as f: rows = list(csv.reader(f))   # -sig: a table saved again by Excel starts with a BOM
     if not rows: raise NucleiError(f'{path}: an empty file, not a measurements table (no header row)')
     table = {}
     for k, c in enumerate(rows[0]):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 from .config import UNetConfig, model_info, pretrained_path, usable_diameter
-from .core import NucleiError, atomic_path, bad_value, check_flags, check_pixel_size, is_number, ensure_dir, file_lock, file_sha256, have, progress_bar, write_image, remove_temporaries
+from .core import NucleiError, atomic_path, bad_value, check_flags, check_pixel_size, is_number, ensure_dir, file_lock, file_sha256, have, need, progress_bar, write_image, remove_temporaries
 
 import cv2
 import numpy as np
@@ -463,11 +463,16 @@ def _predict_into(samples, predictor, out, overwrite, progress, diameter, draw, 
     return FolderResult(done, len(samples) - len(todo), failed)
 
 def _export_earlier(out: Path, ids: Sequence[str], exports: tuple):
-    "Write the `exports` that images predicted by an earlier run lack, from their labels and measurements."
+    "Write the `exports` that images predicted by an earlier run lack, from their labels (PNG, or OME-Zarr for those predicted blockwise) and measurements."
+    from nuclei_unet.large import nucleus_pairs
     for i in ids:
         missing = tuple(e for e in exports if not export_path(out, e, i).exists())
-        if missing and (out/'labels'/f'{i}.png').exists():
-            write_exports(decode_file(out/'labels'/f'{i}.png').astype(np.int32), read_measurements(out/'measurements'/f'{i}.csv'), out, i, missing)
+        if not missing: continue
+        png, zarr_labels, table = out/'labels'/f'{i}.png', out/'labels'/f'{i}.ome.zarr', read_measurements(out/'measurements'/f'{i}.csv')
+        if png.exists(): write_exports(decode_file(png).astype(np.int32), table, out, i, missing)
+        else:
+            labels = need('zarr').open_group(str(zarr_labels), mode='r')['0']     # read a block at a time, as when it was predicted
+            write_exports(lambda: nucleus_pairs(labels, table), table, out, i, missing)
 
 def _predict_here(todo, predictor, out, progress, diameter, draw, pixel_size, blockwise, block, tiff, exports) -> tuple[dict, set, list[str]]:
     "Predict `todo` in this process, reading ahead and writing behind the network: (RLEs by id, ids done blockwise, errors)."

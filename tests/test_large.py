@@ -115,3 +115,8 @@ def test_nuclei_predict_takes_large_images_blockwise(slide, tmp_path):
     assert cv2.imread(str(out / 'figures' / 'slide.png')).shape[1] > 256
     code, stdout, err = run_script('nuclei_predict', *args)
     assert code == 0 and '0 images predicted, 2 already done' in stdout, (stdout, err)
+    written = {p: p.read_bytes() for p in (out / 'geojson' / 'slide.geojson', out / 'rois' / 'slide.zip')}
+    for p in written: p.unlink()
+    code, stdout, err = run_script('nuclei_predict', *args)                   # --export on a rerun: the blockwise image's exports too
+    assert code == 0 and '0 images predicted, 2 already done' in stdout, (stdout, err)
+    assert {p: p.read_bytes() for p in written} == written
