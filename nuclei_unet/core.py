@@ -211,10 +211,10 @@ def pixel_size_arg(text: str) -> float:
     return positive_number(text, MAX_PIXEL_SIZE, ' µm per pixel (no image of nuclei has pixels that large)')
 
 def check_pixel_size(value: float | None) -> float | None:
-    "`value` (µm per pixel, None: unknown) if it is a number above 0 and at most `MAX_PIXEL_SIZE`; else a `NucleiError` about `pixel_size`."
+    "`value` (µm per pixel, None: unknown) as a float if it is a number above 0 and at most `MAX_PIXEL_SIZE`; else a `NucleiError` about `pixel_size`."
     if value is not None and not (is_number(value) and 0 < value <= MAX_PIXEL_SIZE):
         raise bad_value('pixel_size', value, f'must be a number of µm per pixel above 0 and at most {MAX_PIXEL_SIZE:g}')
-    return value
+    return None if value is None else float(value)                             # numpy's float32 is not JSON
 
 def path_arg(text: str) -> Path:
     "An argparse type for every file and folder flag: a `Path`, never the empty text (an unset shell variable), which would mean the current folder."

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from .core import NucleiError, atomic_path, bad_value, check_pixel_size, ensure_dir, need, progress_bar, remove_temporaries
 from .data import SUBSAMPLE, RawImage, display_rgb8, intensity_range, read_pixels, read_raw
@@ -88,11 +89,11 @@ def _owned_measurements(labels: np.ndarray, anchors: np.ndarray, owned: np.ndarr
     return t
 
 # %% ../nbs/11_large.ipynb #7b1cafa8
-def _richest_crops(thumb: np.ndarray, step: int, value_range: tuple, side: int, n: int) -> list[tuple[int, int]]:
-    "(y0, x0) of the `n` crops of `side` px whose thumbnail pixels spread most, on a grid of crops over the image."
+def _richest_crops(thumb: np.ndarray, step: int, value_range: tuple, side: int, n: int, shape: tuple) -> list[tuple[int, int]]:
+    "(y0, x0) of the `n` crops of `side` px whose thumbnail pixels spread most, on a grid of crops over the image of `shape` (H, W)."
     lo, hi = value_range
     t = np.clip((thumb.astype(np.float32).mean(axis=2) - lo) / max(hi - lo, 1e-3), 0, 1)
-    H, W, c = thumb.shape[0] * step, thumb.shape[1] * step, max(1, side // step)
+    (H, W), c = shape[:2], max(1, side // step)                                 # the image's own size: the thumbnail's times `step` can pass it
     cells = [(t[i:i + c, j:j + c].std(), i * step, j * step) for i in range(0, max(1, t.shape[0] - c + 1), c) for j in range(0, max(1, t.shape[1] - c + 1), c)]
     return [(min(y, max(0, H - side)), min(x, max(0, W - side))) for _, y, x in sorted(cells, key=lambda s: -s[0])[:n]]
 
@@ -107,7 +108,7 @@ def plan_image(predictor: Predictor, pixels, diameter: float | None = None) -> d
     if predictor.cfg.diameter is None: return dict(value_range=value_range, diameter=None, diameter_source='native', zoom=1.0)
     if diameter is None:
         side = min(CROP_SIDE, H, W)
-        crops = [read_pixels(pixels, np.s_[y:y + side, x:x + side]) for y, x in _richest_crops(thumb, step, value_range, side, CROPS)]
+        crops = [read_pixels(pixels, np.s_[y:y + side, x:x + side]) for y, x in _richest_crops(thumb, step, value_range, side, CROPS, (H, W))]
         rows = [np.concatenate(crops[i:i + 2], axis=1) for i in range(0, len(crops) - 1, 2)] or crops[:1]
         found = predictor.estimate(np.concatenate(rows, axis=0), value_range)
         diameter, source = found.diameter, found.diameter_source
@@ -125,9 +126,15 @@ def _new_ome_zarr(path: Path, shape: tuple, dtype, chunks: tuple, pixel_size: fl
         dict(path='0', coordinateTransformations=[dict(type='scale', scale=[pixel_size or 1.0] * 2)])])]
     return arr
 
+def _remove_folder(path: Path):
+    "Delete folder `path` in one step first (renamed to a temporary that `remove_temporaries` clears), so a delete cut short leaves nothing a resume could trust."
+    gone = path.with_name(f'.{path.name.lstrip(".")}.tmp-gone-{os.getpid()}')
+    os.replace(path, gone)
+    shutil.rmtree(gone)
+
 def _replace_folder(tmp: Path, path: Path):
     "Move finished folder `tmp` to `path`, replacing what is there."
-    if path.exists(): shutil.rmtree(path)
+    if path.exists(): _remove_folder(path)
     os.replace(tmp, path)
 
 def write_tiff(labels, path: Path, tile: int = 512, mask: bool = False):
@@ -168,10 +175,10 @@ def check_block(block: int) -> int:
     if block < 128 or block % 16: raise bad_value('block', block, 'must be at least 128 and a multiple of 16')
     return block
 
-def _as_raw(image, channel, z) -> RawImage:
-    "A path (read lazily), a `RawImage`, or an (H,W[,C]) numpy or Dask array (a channel, or RGB when C is 3) as a `RawImage`."
+def _as_raw(image, channel, z, frame: int | None = None) -> RawImage:
+    "A path (read lazily, time point `frame` of a series), a `RawImage`, or an (H,W[,C]) numpy or Dask array (a channel, or RGB when C is 3) as a `RawImage`."
     if isinstance(image, RawImage): return image
-    if isinstance(image, (str, os.PathLike)): return read_raw(image, channel, z, lazy=True)
+    if isinstance(image, (str, os.PathLike)): return read_raw(image, channel, z, lazy=True, frame=frame)
     if not hasattr(image, 'ndim'): image = np.asarray(image)                    # a list
     if image.ndim == 2: image = image[..., None]
     if image.ndim != 3 or image.shape[2] not in (1, 3): raise NucleiError(f'expected an image of shape (H, W), (H, W, 1) or (H, W, 3), got {image.shape}')
@@ -201,7 +208,7 @@ def _work_plan(work: Path, settings: dict, predictor: Predictor, raw: RawImage, 
         plan = json.loads((work/'plan.json').read_text())
         if plan['settings'] == settings: return plan
     except (OSError, ValueError, KeyError): pass
-    if work.exists(): shutil.rmtree(work)
+    if work.exists(): _remove_folder(work)
     ensure_dir(work/'nuclei'); ensure_dir(work/'rows')
     plan = dict(settings=settings, **plan_image(predictor, raw.rgb, diameter))
     with atomic_path(work/'plan.json') as tmp: tmp.write_text(json.dumps(plan))
@@ -247,7 +254,7 @@ def _nuclei_stage(predictor, raw, grid, plan, work, prob, pixel_size, progress):
         anchors_z[cy0:cy1, cx0:cx1] = written
         columns = list(table)
         with atomic_path(work/'nuclei'/f'{k}.npz') as tmp, open(tmp, 'wb') as f:
-            np.savez(f, columns=np.array(json.dumps(columns)), written=np.unique(written), cut=int((owned & cut).sum()),
+            np.savez(f, columns=np.array(json.dumps(columns)), written=np.unique(written), cut=anchors[owned & cut],
                      **{f'c{i}': table[c] for i, c in enumerate(columns)})
     todo = [k for k in range(len(grid)) if not (work/'nuclei'/f'{k}.npz').exists()]
     with ThreadPoolExecutor(min(2, os.cpu_count() or 1)) as pool:
@@ -255,20 +262,39 @@ def _nuclei_stage(predictor, raw, grid, plan, work, prob, pixel_size, progress):
     return anchors_z
 
 # %% ../nbs/11_large.ipynb #239f0302
-def _load_blocks(work: Path, n: int) -> tuple[dict, np.ndarray, int]:
-    "The owned nuclei's measurements of all `n` blocks, every anchor written, and the count of cut nuclei."
-    tables, written, cut = [], [], 0
+def _load_blocks(work: Path, n: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    "The owned nuclei's measurements of all `n` blocks, every anchor written, and the anchors of the owned nuclei that are cut."
+    tables, written, cut = [], [], []
     for k in range(n):
         with np.load(work/'nuclei'/f'{k}.npz') as f:
             columns = json.loads(str(f['columns']))
             tables.append({c: f[f'c{i}'] for i, c in enumerate(columns)})
-            written.append(f['written']); cut += int(f['cut'])
+            written.append(f['written']); cut.append(f['cut'])
     table = {c: np.concatenate([t[c] for t in tables]) for c in tables[0]}
-    return table, np.concatenate(written), cut
+    return table, np.concatenate(written), np.concatenate(cut).astype(np.uint64)
 
-def _labels_stage(anchors_z, grid, work, out: Path, tiff: Path | None, pixel_size) -> tuple[dict, int, int]:
-    "Stage 3: anchors renumbered 1..N (in anchor order) into the OME-Zarr `out` (and `tiff`); (measurements in label order, N, cut)."
-    table, written, cut = _load_blocks(work, len(grid))
+def _remeasure(labels, missing: np.ndarray, raw: RawImage, grid: BlockGrid, pixel_size, table: dict) -> dict:
+    "`table` with the rows of the `missing` ids (sorted; rows it has are replaced) measured in stitched `labels` (H,W), each in its bounding box (found a block at a time), in label order."
+    boxes = {}
+    for k in range(len(grid)):
+        y0, y1, x0, x1 = grid.core(k)
+        a = np.asarray(labels[y0:y1, x0:x1])
+        j = np.minimum(np.searchsorted(missing, a), len(missing) - 1)
+        for n, sl in enumerate(ndi.find_objects(np.where((a > 0) & (missing[j] == a), j + 1, 0)), start=1):
+            if sl is None: continue
+            b, old = (sl[0].start + y0, sl[0].stop + y0, sl[1].start + x0, sl[1].stop + x0), boxes.get(missing[n - 1])
+            boxes[missing[n - 1]] = b if old is None else (min(old[0], b[0]), max(old[1], b[1]), min(old[2], b[2]), max(old[3], b[3]))
+    rows = [_owned_measurements((np.asarray(labels[y0:y1, x0:x1]) == i).astype(np.int32), np.array([i], np.uint64), np.array([True]),
+                                read_pixels(raw.pixels, np.s_[y0:y1, x0:x1]), (y0, y1, x0, x1), (grid.height, grid.width), raw.channels, pixel_size)
+            for i, (y0, y1, x0, x1) in boxes.items()]
+    kept = ~np.isin(table['label'], missing)
+    merged = {c: np.concatenate([table[c][kept], *(r[c] for r in rows)]) for c in table}
+    order = np.argsort(merged['label'], kind='stable')
+    return {c: v[order] for c, v in merged.items()}
+
+def _labels_stage(anchors_z, grid, work, out: Path, tiff: Path | None, raw: RawImage, pixel_size) -> tuple[dict, int, int]:
+    "Stage 3: anchors renumbered 1..N (in anchor order) into the OME-Zarr `out` (and `tiff`); (measurements in label order, one row per label, N, cut)."
+    table, written, cut_anchors = _load_blocks(work, len(grid))
     ids = np.unique(np.concatenate([table['label'].astype(np.uint64), written]))
     ids = ids[ids > 0]
     order = np.argsort(table['label'], kind='stable')
@@ -282,19 +308,22 @@ def _labels_stage(anchors_z, grid, work, out: Path, tiff: Path | None, pixel_siz
         y0, y1, x0, x1 = grid.core(k)
         a = np.asarray(anchors_z[y0:y1, x0:x1])
         labels[y0:y1, x0:x1] = np.where(a > 0, np.searchsorted(ids, a) + 1, 0).astype(dtype)
+    cut_ids = np.searchsorted(ids, cut_anchors) + 1                                 # clumps wider than the margin: their pieces differ from window to window,
+    missing = np.union1d(np.setdiff1d(np.arange(1, len(ids) + 1), table['label']), cut_ids)   # so they are measured as written (some pieces owned by no block)
+    if len(missing): table = _remeasure(labels, missing, raw, grid, pixel_size, table)
     if tiff is not None: write_tiff(labels, tiff)
     _replace_folder(tmp, out)
-    return table, len(ids), cut
+    return table, len(ids), len(cut_anchors)
 
 # %% ../nbs/11_large.ipynb #e07e60ad
 def predict_large(image, out: str | os.PathLike, predictor: Predictor | None = None, diameter: float | None = None,
                   channel: int | str | None = None, z: int | str | None = None, pixel_size: float | None = None,
-                  block: int = BLOCK, tiff: str | os.PathLike | None = None, progress: bool | None = None) -> LargeResult:
-    "Nuclei of an image of any size (a path, read lazily; a `RawImage`; a numpy or Dask (H,W[,C]) array) block by block into OME-Zarr `out` [and TIFF `tiff`]; resumes an interrupted run."
+                  block: int = BLOCK, tiff: str | os.PathLike | None = None, progress: bool | None = None, frame: int | None = None) -> LargeResult:
+    "Nuclei of an image of any size (a path, read lazily, `frame` of a time series; a `RawImage`; a numpy or Dask (H,W[,C]) array) block by block into OME-Zarr `out` [and TIFF `tiff`]; resumes an interrupted run."
     start, out = time.time(), Path(out)
     predictor = predictor or load_pretrained()
     check_block(block)
-    raw = _as_raw(image, channel, z)
+    raw = _as_raw(image, channel, z, frame)
     diameter = check_diameter(predictor.cfg, diameter, predictor.path, image_view(raw.rgb).shape)   # as `Predictor.predict`, before any folder is made
     pixel_size = check_pixel_size(pixel_size) or raw.pixel_size
     grid = BlockGrid(*raw.pixels.shape[:2], block)
@@ -303,8 +332,8 @@ def predict_large(image, out: str | os.PathLike, predictor: Predictor | None = N
     plan = _work_plan(work, _settings(predictor, raw, diameter, block, pixel_size, _fingerprint(raw)), predictor, raw, diameter)
     prob = _probabilities_stage(predictor, raw, grid, plan, work, progress)
     anchors_z = _nuclei_stage(predictor, raw, grid, plan, work, prob, pixel_size, progress)
-    table, n, cut = _labels_stage(anchors_z, grid, work, out, None if tiff is None else Path(tiff), pixel_size)
-    shutil.rmtree(work)
+    table, n, cut = _labels_stage(anchors_z, grid, work, out, None if tiff is None else Path(tiff), raw, pixel_size)
+    _remove_folder(work)
     return LargeResult(out, None if tiff is None else Path(tiff), table, n, plan['diameter'], plan['diameter_source'], cut, len(grid), time.time() - start)
 
 # %% ../nbs/11_large.ipynb #a5d92878

@@ -436,7 +436,7 @@ def predict_folder(samples: Sequence[Sample], predictor: Predictor, out: Path, o
                    progress: bool | None = None, diameter: float | None = None, figures: str = 'some',
                    pixel_size: float | None = None, blockwise: int = BLOCKWISE, block: int | None = None, tiff: bool = False, client=None, exports: Sequence[str] = ()) -> FolderResult:
     "Predict every sample into `out`, each read with its own channel and z choice (see `list_samples`) (`diameter`: px, None = estimated; `pixel_size` µm, None: from the files; images above `blockwise` pixels in `block`s, see `large`; on the workers of Dask `client`, see `cluster`; `exports` of `export.EXPORTS`): a `FolderResult`."
-    check_pixel_size(pixel_size)
+    pixel_size = check_pixel_size(pixel_size)
     draw = figure_ids([s.id for s in samples], figures)
     planes = {(s.channel, s.z) for s in samples}
     if len(planes) > 1: raise NucleiError(f'the samples are read with {len(planes)} different channel and z choices; a folder holds the outputs of one')
@@ -471,8 +471,9 @@ def _export_earlier(out: Path, ids: Sequence[str], exports: tuple):
         png, zarr_labels, table = out/'labels'/f'{i}.png', out/'labels'/f'{i}.ome.zarr', read_measurements(out/'measurements'/f'{i}.csv')
         if png.exists(): write_exports(decode_file(png).astype(np.int32), table, out, i, missing)
         else:
-            labels = need('zarr').open_group(str(zarr_labels), mode='r')['0']     # read a block at a time, as when it was predicted
-            write_exports(lambda: nucleus_pairs(labels, table), table, out, i, missing)
+            labels = need('zarr').open_group(str(zarr_labels), mode='r')['0']     # read a block at a time, as when it was predicted:
+            block = json.loads((out/'records'/f'{i}.json').read_text())['blockwise']['block']   # the same blocks, the same order of nuclei
+            write_exports(lambda: nucleus_pairs(labels, table, block), table, out, i, missing)
 
 def _predict_here(todo, predictor, out, progress, diameter, draw, pixel_size, blockwise, block, tiff, exports) -> tuple[dict, set, list[str]]:
     "Predict `todo` in this process, reading ahead and writing behind the network: (RLEs by id, ids done blockwise, errors)."
