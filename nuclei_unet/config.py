@@ -63,6 +63,7 @@ class UNetConfig:
         if not 1 <= self.diameter_jitter <= 2: raise bad_value('diameter_jitter', float(self.diameter_jitter), 'must be between 1 and 2')
         if self.loss not in LOSSES: raise bad_value('loss', self.loss, f'choose from {", ".join(LOSSES)}')
         if self.targets not in TARGETS: raise bad_value('targets', self.targets, f'choose from {", ".join(TARGETS)}')
+        if self.targets == 'coverage' and self.diameter is None: raise bad_value('targets', self.targets, 'needs a network diameter (--diameter): native-scale crops are not rescaled')
 
     @property
     def filters(self) -> list[int]:

@@ -417,7 +417,11 @@ def masks_to_labels(mask_paths: Iterable[str | os.PathLike], shape: tuple) -> np
     for path in mask_paths:
         m = decode_file(path)
         check_size(f'{path}: mask', m.shape, 'its image', shape)
-        if m.ndim == 3 and m.shape[2] == 4: m = m[..., :3] if np.ptp(m[..., :3]) else m[..., 3]   # alpha is the mask only where the colours say nothing
+        if m.ndim == 3 and m.shape[2] == 4:                                   # RGBA: which of colour and alpha draws the nucleus
+            rgb, alpha = m[..., :3], m[..., 3]
+            if not np.ptp(alpha): m = rgb                                          # one alpha everywhere: the colours
+            elif not np.ptp(rgb.reshape(-1, 3), axis=0).any(): m = alpha           # one colour everywhere: alpha
+            else: m = np.where(alpha[..., None] > 0, rgb, 0)                       # coloured where not transparent
         m = (m.max(axis=2) if m.ndim == 3 else m) > 0
         free = m & (labels == 0)
         if free.any():

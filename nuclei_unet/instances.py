@@ -58,7 +58,7 @@ class InstanceParams:
             if not (is_number(v) and 0 <= v <= 1): raise bad_value(name, v, 'must be a number from 0 to 1')
         for name in ('min_seed', 'min_size'):
             v = getattr(self, name)
-            if not (is_number(v) and float(v).is_integer() and v >= 0): raise bad_value(name, repr(v), 'must be a whole number of pixels, 0 or more')
+            if not (is_number(v) and (is_number(v, numbers.Integral) or float(v).is_integer()) and v >= 0): raise bad_value(name, repr(v), 'must be a whole number of pixels, 0 or more')
             object.__setattr__(self, name, int(v))                                   # 12.0 (a JSON number) is 12
         check_flags(use_border=self.use_border)
 

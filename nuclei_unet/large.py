@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_large.ipynb #4e0d7512
 from __future__ import annotations
-import hashlib, json, os, shutil, time
+import hashlib, json, os, shutil, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -128,7 +128,7 @@ def _new_ome_zarr(path: Path, shape: tuple, dtype, chunks: tuple, pixel_size: fl
 
 def _remove_folder(path: Path):
     "Delete folder `path` in one step first (renamed to a temporary that `remove_temporaries` clears), so a delete cut short leaves nothing a resume could trust."
-    gone = path.with_name(f'.{path.name.lstrip(".")}.tmp-gone-{os.getpid()}')
+    gone = Path(tempfile.mkdtemp(prefix=f'.{path.name.lstrip(".")}.tmp-gone-', dir=path.parent))   # a new name: an earlier one may remain
     os.replace(path, gone)
     shutil.rmtree(gone)
 
@@ -274,7 +274,7 @@ def _load_blocks(work: Path, n: int) -> tuple[dict, np.ndarray, np.ndarray]:
     return table, np.concatenate(written), np.concatenate(cut).astype(np.uint64)
 
 def _remeasure(labels, missing: np.ndarray, raw: RawImage, grid: BlockGrid, pixel_size, table: dict) -> dict:
-    "`table` with the rows of the `missing` ids (sorted; rows it has are replaced) measured in stitched `labels` (H,W), each in its bounding box (found a block at a time), in label order."
+    "`table` with the rows of the `missing` ids (sorted; rows it has are replaced) measured in stitched `labels` (H,W), in label order: bounding boxes found a block at a time, then the nuclei whose boxes start in one block measured together."
     boxes = {}
     for k in range(len(grid)):
         y0, y1, x0, x1 = grid.core(k)
@@ -284,9 +284,15 @@ def _remeasure(labels, missing: np.ndarray, raw: RawImage, grid: BlockGrid, pixe
             if sl is None: continue
             b, old = (sl[0].start + y0, sl[0].stop + y0, sl[1].start + x0, sl[1].stop + x0), boxes.get(missing[n - 1])
             boxes[missing[n - 1]] = b if old is None else (min(old[0], b[0]), max(old[1], b[1]), min(old[2], b[2]), max(old[3], b[3]))
-    rows = [_owned_measurements((np.asarray(labels[y0:y1, x0:x1]) == i).astype(np.int32), np.array([i], np.uint64), np.array([True]),
-                                read_pixels(raw.pixels, np.s_[y0:y1, x0:x1]), (y0, y1, x0, x1), (grid.height, grid.width), raw.channels, pixel_size)
-            for i, (y0, y1, x0, x1) in boxes.items()]
+    groups, rows = {}, []
+    for i, b in boxes.items(): groups.setdefault((b[0] // grid.block, b[2] // grid.block), []).append(i)
+    for ids in groups.values():
+        ids = np.sort(np.asarray(ids, np.int64))
+        y0, y1, x0, x1 = (f(boxes[i][s] for i in ids) for s, f in ((0, min), (1, max), (2, min), (3, max)))
+        window = np.asarray(labels[y0:y1, x0:x1])
+        local = np.where(np.isin(window, ids), np.searchsorted(ids, window) + 1, 0).astype(np.int32)
+        rows.append(_owned_measurements(local, ids.astype(np.uint64), np.ones(len(ids), bool), read_pixels(raw.pixels, np.s_[y0:y1, x0:x1]),
+                                        (y0, y1, x0, x1), (grid.height, grid.width), raw.channels, pixel_size))
     kept = ~np.isin(table['label'], missing)
     merged = {c: np.concatenate([table[c][kept], *(r[c] for r in rows)]) for c in table}
     order = np.argsort(merged['label'], kind='stable')
@@ -304,16 +310,22 @@ def _labels_stage(anchors_z, grid, work, out: Path, tiff: Path | None, raw: RawI
     remove_temporaries(out.parent, out.name)             # a killed run's labels in the making, whatever its process
     tmp = out.parent/f'.{out.name}.tmp-{os.getpid()}'
     labels = _new_ome_zarr(tmp, (grid.height, grid.width), dtype, (grid.block, grid.block), pixel_size)
+    area = np.zeros(len(ids) + 1, np.int64)                                       # of each label as written
     for k in range(len(grid)):
         y0, y1, x0, x1 = grid.core(k)
         a = np.asarray(anchors_z[y0:y1, x0:x1])
-        labels[y0:y1, x0:x1] = np.where(a > 0, np.searchsorted(ids, a) + 1, 0).astype(dtype)
-    cut_ids = np.searchsorted(ids, cut_anchors) + 1                                 # clumps wider than the margin: their pieces differ from window to window,
-    missing = np.union1d(np.setdiff1d(np.arange(1, len(ids) + 1), table['label']), cut_ids)   # so they are measured as written (some pieces owned by no block)
+        block = np.where(a > 0, np.searchsorted(ids, a) + 1, 0).astype(dtype)
+        labels[y0:y1, x0:x1] = block
+        area += np.bincount(block.ravel(), minlength=len(ids) + 1)
+    # a clump wider than the margin is split differently by two windows: labels written owned by no block, or rows measured in a window
+    # whose nucleus another block overwrote in part. Those are measured again as written.
+    differ = table['label'][area[table['label']] != table['area_px2']]
+    missing = np.union1d(np.setdiff1d(np.arange(1, len(ids) + 1), table['label']), differ)
     if len(missing): table = _remeasure(labels, missing, raw, grid, pixel_size, table)
+    cut = len(np.union1d(np.searchsorted(ids, cut_anchors) + 1, missing))
     if tiff is not None: write_tiff(labels, tiff)
     _replace_folder(tmp, out)
-    return table, len(ids), len(cut_anchors)
+    return table, len(ids), cut
 
 # %% ../nbs/11_large.ipynb #e07e60ad
 def predict_large(image, out: str | os.PathLike, predictor: Predictor | None = None, diameter: float | None = None,

@@ -42,7 +42,7 @@ def measure_nuclei(labels: np.ndarray, image: np.ndarray | None = None, channels
                    pixel_size: float | None = None) -> dict[str, np.ndarray]:
     "Per-nucleus columns (one row per label of int `labels` (H,W) as `check_labels` takes them, in label order) [with intensities of `image` (H,W[,C]), any dtype]."
     labels = check_labels(labels)
-    check_pixel_size(pixel_size)
+    pixel_size = check_pixel_size(pixel_size)                                   # a float: numpy's float32 would show in the CSV as 0.400000006
     if image is not None:
         image = np.asarray(image)
         if image.ndim not in (2, 3): raise NucleiError(f'image: expected (H,W) or (H,W,C), got shape {image.shape}', 'image')

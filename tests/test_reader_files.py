@@ -66,6 +66,10 @@ def test_opaque_rgba_masks_are_read_by_their_colours(tmp_path):
         cv2.imwrite(str(tmp_path / f'm{k}.png'), m); paths.append(tmp_path / f'm{k}.png')
     labels = masks_to_labels(paths, (40, 40))
     assert labels.max() == 2 and np.bincount(labels.ravel()).tolist() == [1550, 25, 25]
-    m = np.zeros((40, 40, 4), np.uint8); m[5:10, 5:10, 3] = 255                     # black, the nucleus only in alpha
-    cv2.imwrite(str(tmp_path / 'a.png'), m)
-    assert (masks_to_labels([tmp_path / 'a.png'], (40, 40)) > 0).sum() == 25
+    for colour in (0, 255):                                                         # one colour everywhere, the nucleus only in alpha
+        m = np.zeros((40, 40, 4), np.uint8); m[..., 2] = colour; m[5:10, 5:10, 3] = 255
+        cv2.imwrite(str(tmp_path / 'a.png'), m)
+        assert (masks_to_labels([tmp_path / 'a.png'], (40, 40)) > 0).sum() == 25
+    m = np.zeros((40, 40, 4), np.uint8); m[..., 3] = 255                            # opaque black: an empty mask
+    cv2.imwrite(str(tmp_path / 'e.png'), m)
+    assert masks_to_labels([tmp_path / 'e.png'], (40, 40)).max() == 0
