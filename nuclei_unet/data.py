@@ -21,9 +21,9 @@ from .core import MAX_PIXEL_SIZE, NucleiError, bad_value, cache_dir, is_number, 
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'DECODE_PIXELS', 'VENDOR_FORMATS', 'MAX_PIXELS',
            'MAX_LAZY_VALUES', 'LABEL_TAGS', 'bool_as_uint8', 'as_rgb8', 'check_range', 'intensity_range',
            'normalize_image', 'display_rgb8', 'is_image_file', 'check_link', 'image_id', 'header_size', 'decode_file',
-           'RawImage', 'read_pixels', 'read_raw', 'frame_count', 'read_image', 'check_size', 'masks_to_labels',
-           'read_labels', 'check_labels', 'Sample', 'list_samples', 'cached_masks_to_labels', 'read_sample',
-           'read_truth', 'iter_samples', 'find_dsb2018']
+           'RawImage', 'read_pixels', 'unique_names', 'read_raw', 'frame_count', 'read_image', 'check_size',
+           'masks_to_labels', 'read_labels', 'check_labels', 'Sample', 'list_samples', 'cached_masks_to_labels',
+           'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
@@ -172,7 +172,7 @@ VENDOR_FORMATS = {'.czi': 'Zeiss CZI', '.nd2': 'Nikon ND2', '.lif': 'Leica LIF',
                   '.oif': 'Olympus OIF', '.vsi': 'Olympus VSI', '.ims': 'Imaris', '.dv': 'DeltaVision', '.svs': 'Aperio SVS'}
 MAX_PIXELS = 1 << 30                   # values (planes x pixels x channels) one file may decode to in memory
 _UM = {'pm': 1e-6, 'picometer': 1e-6, 'Å': 1e-4, 'angstrom': 1e-4, 'nm': 1e-3, 'nanometer': 1e-3, 'µm': 1.0, 'um': 1.0, 'micron': 1.0,
-       'microns': 1.0, '\\u00B5m': 1.0, 'micrometer': 1.0, 'mm': 1e3, 'millimeter': 1e3, 'cm': 1e4, 'centimeter': 1e4, 'm': 1e6, 'meter': 1e6}
+       'microns': 1.0, '\\u00B5m': 1.0, '\u03bcm': 1.0, 'micrometer': 1.0, 'mm': 1e3, 'millimeter': 1e3, 'cm': 1e4, 'centimeter': 1e4, 'm': 1e6, 'meter': 1e6}
 
 def _square(x: float | None, y: float | None) -> float | None:
     "Pixel size `x` (µm) where the pixels are square (`y`, their height, unknown or within 1%); else None: one size cannot measure them."
@@ -324,6 +324,15 @@ def _check_choices(path: Path, channel, z):
         raise NucleiError(f"{path}: --channel {channel}: choose a channel by its number (1-based, as Fiji's C1..Cn) or its name", 'channel')
     if z is not None and z not in ('max', 'mean') and _number(z) is None: raise NucleiError(f'{path}: --z {z}: choose max, mean or a plane from 1', 'z')
 
+def unique_names(names) -> tuple[str, ...]:
+    "Channel `names` with each repeat numbered (`DAPI`, `DAPI_2`): OME metadata may name two channels alike, and a column or a `--channel` choice needs one of each."
+    out = []
+    for n in map(str, names):
+        k, new = 1, n
+        while new in out: k += 1; new = f'{n}_{k}'
+        out.append(new)
+    return tuple(out)
+
 def _channel_index(path: Path, n: int, names: tuple, channel: int | str) -> int:
     "The 0-based index of `channel` (1-based number or name, checked by `_check_choices`) among `n` channels named `names`."
     by_name = {name.lower(): i for i, name in enumerate(names)}
@@ -370,7 +379,7 @@ def read_raw(path: str | os.PathLike, channel: int | str | None = None, z: int |
     nuclear = 0
     if 'C' in axes or ('S' in axes and channel is not None):
         c = axes.index('C') if 'C' in axes else axes.index('S')
-        names = names if len(names) == arr.shape[c] else ('red', 'green', 'blue') if axes[c] == 'S' and arr.shape[c] == 3 else tuple(f'c{i + 1}' for i in range(arr.shape[c]))
+        names = unique_names(names) if len(names) == arr.shape[c] else ('red', 'green', 'blue') if axes[c] == 'S' and arr.shape[c] == 3 else tuple(f'c{i + 1}' for i in range(arr.shape[c]))
         if channel is None: raise NucleiError(f'{where}: {arr.shape[c]} channels ({", ".join(names)}); choose the nuclear one with --channel N (1..{arr.shape[c]}) or --channel NAME', 'channel')
         nuclear, axes, colour = _channel_index(path, arr.shape[c], names, channel), axes[:c] + axes[c + 1:] + 'C', False
         arr = np.moveaxis(arr, c, -1)
@@ -450,6 +459,9 @@ def read_labels(path: str | os.PathLike, image_shape: tuple | None = None, keep_
         if not (a == a[..., :1]).all(): raise NucleiError(f'{path}: a label image must have one channel, not {a.shape[2]}')
         a = a[..., 0]
     if a.ndim == 3: a = a[..., 0]
+    if a.dtype.kind == 'f':                                                                  # Fiji saves label images as 32-bit float too
+        if not (np.isfinite(a).all() and (a == np.round(a)).all()): raise NucleiError(f'{path}: a float label image with fractional or not-finite values; label ids are whole numbers')
+        a = a.astype(np.int64)
     check_labels(a, f'{path}: label image')                                              # integers, none negative: as labels in memory
     check_size(f'{path}: label image', a.shape, 'its image', image_shape)
     values = np.unique(a[a > 0])

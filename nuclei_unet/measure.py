@@ -13,7 +13,7 @@ from skimage.measure import regionprops_table
 from skimage.segmentation import relabel_sequential
 
 from .core import NucleiError, atomic_path, check_pixel_size
-from .data import check_labels, check_size
+from .data import check_labels, check_size, unique_names
 
 # %% auto #0
 __all__ = ['measure_nuclei', 'write_measurements', 'combine_measurements', 'read_measurements']
@@ -24,15 +24,6 @@ _SHAPE = [('centroid-0', 'centroid_row', 1), ('centroid-1', 'centroid_col', 1), 
           ('equivalent_diameter_area', 'equivalent_diameter', 1), ('axis_major_length', 'major_axis', 1), ('axis_minor_length', 'minor_axis', 1),
           ('eccentricity', 'eccentricity', 0), ('orientation', 'orientation_rad', 0), ('solidity', 'solidity', 0)]   # (skimage, ours, power of length)
 _UNITS = {1: ('_px', '_um'), 2: ('_px2', '_um2')}
-
-def _unique_names(names: Sequence[str]) -> list[str]:
-    "`names` with each repeat numbered (`DAPI`, `DAPI_2`), so no two columns share a name."
-    out = []
-    for n in map(str, names):
-        k, new = 1, str(n)
-        while new in out: k += 1; new = f'{n}_{k}'
-        out.append(new)
-    return out
 
 def _median(mask: np.ndarray, intensity: np.ndarray) -> float: return float(np.median(intensity[mask]))
 def _integrated(mask: np.ndarray, intensity: np.ndarray) -> float: return float(intensity[mask].sum(dtype=np.float64))
@@ -48,7 +39,7 @@ def measure_nuclei(labels: np.ndarray, image: np.ndarray | None = None, channels
         if image.ndim not in (2, 3): raise NucleiError(f'image: expected (H,W) or (H,W,C), got shape {image.shape}', 'image')
         image = image[..., None] if image.ndim == 2 else image
         check_size('image', image.shape, 'the label image', labels.shape, 'image')
-        channels = _unique_names(channels or [f'c{i + 1}' for i in range(image.shape[2])])
+        channels = list(unique_names(channels or [f'c{i + 1}' for i in range(image.shape[2])]))
         if len(channels) != image.shape[2]: raise NucleiError(f'{len(channels)} channel names for {image.shape[2]} channels', 'channels')
     props = ['label', 'centroid', 'bbox', 'area', 'perimeter', 'equivalent_diameter_area', 'axis_major_length',
              'axis_minor_length', 'eccentricity', 'orientation', 'solidity'] + ['intensity_mean', 'intensity_min', 'intensity_max'] * (image is not None)

@@ -73,3 +73,25 @@ def test_opaque_rgba_masks_are_read_by_their_colours(tmp_path):
     m = np.zeros((40, 40, 4), np.uint8); m[..., 3] = 255                            # opaque black: an empty mask
     cv2.imwrite(str(tmp_path / 'e.png'), m)
     assert masks_to_labels([tmp_path / 'e.png'], (40, 40)).max() == 0
+
+
+def test_channels_named_alike_are_numbered_and_chosen_by_those_names(tmp_path):
+    pixels = np.stack([np.full((20, 30), v, np.uint16) for v in (100, 7, 55)])
+    tifffile.imwrite(tmp_path / 'dup.ome.tif', pixels, ome=True, metadata={'axes': 'CYX', 'Channel': {'Name': ['DAPI', 'DAPI', 'GFP']}})
+    raw = read_raw(tmp_path / 'dup.ome.tif', channel='DAPI_2')
+    assert raw.channels == ('DAPI', 'DAPI_2', 'GFP') and raw.nuclear == 1 and raw.pixels[0, 0, raw.nuclear] == 7
+    assert read_raw(tmp_path / 'dup.ome.tif', channel='DAPI').nuclear == 0
+
+
+def test_greek_mu_is_a_micrometre(tmp_path):
+    tifffile.imwrite(tmp_path / 'mu.ome.tif', np.zeros((20, 30), np.uint16), metadata={'axes': 'YX', 'PhysicalSizeX': 0.5, 'PhysicalSizeXUnit': '\u03bcm'})
+    assert read_raw(tmp_path / 'mu.ome.tif').pixel_size == 0.5
+
+
+def test_float_label_images_with_whole_ids_are_read(tmp_path):
+    from nuclei_unet.data import read_labels
+    labels = np.zeros((20, 30), np.float32); labels[2:6, 2:6] = 3; labels[10:14, 10:20] = 70000
+    tifffile.imwrite(tmp_path / 'f.tif', labels)                                    # as Fiji saves a 32-bit label image
+    assert np.unique(read_labels(tmp_path / 'f.tif', keep_ids=True)).tolist() == [0, 3, 70000]
+    tifffile.imwrite(tmp_path / 'half.tif', labels + 0.5)
+    with pytest.raises(NucleiError, match='fractional'): read_labels(tmp_path / 'half.tif')
