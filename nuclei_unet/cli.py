@@ -128,10 +128,10 @@ def _train(a) -> int:
     _check_planes(list_samples(data, a.channel, a.z)[0]); ensure_dir(a.out)   # a wrong folder or a missing plane choice is said before TensorFlow loads
     lr = a.lr if a.lr is not None else 1e-4 if init else 1e-3
     if (a.out/'last.keras').exists():                                        # so is a resume with other settings (those known before the data is read)
-        given = dict(data=str(Path(data).resolve()), channel=a.channel, z=a.z, batch_size=a.batch_size, lr=lr, val_fraction=a.val_fraction, seed=a.seed,
-                     **({'steps_per_epoch': a.steps_per_epoch} if a.steps_per_epoch else {}))
+        run = dict(data=str(Path(data).resolve()), channel=a.channel, z=a.z, batch_size=a.batch_size, lr=lr, val_fraction=a.val_fraction, seed=a.seed,
+                   **({'steps_per_epoch': a.steps_per_epoch} if a.steps_per_epoch else {}))
         saved = model_info(a.out/'last.keras')                              # one read: its settings and its run
-        check_resume(a.out, saved.config, cfg, saved.run, given, a.force)
+        check_resume(a.out, saved.config, cfg, saved.run, run, a.force)
     from nuclei_unet.train import train
     t0 = time.time()
     rows = train(data, a.out, cfg, a.epochs, a.batch_size, lr, a.val_fraction, a.seed,
