@@ -51,16 +51,21 @@ def predict_on_cluster(client, samples: Sequence[Sample], predictor: Predictor, 
                        **options) -> tuple[dict, set, list[str]]:
     "Predict `samples` on the workers of `client` into `out` (options as `predict_folder`): (RLEs by id, ids done blockwise, errors)."
     distributed = need('distributed')
-    absolute = lambda p: None if p is None else Path(p).resolve()                   # a worker resolves paths from its own folder
+    absolute = lambda p: None if p is None else Path(p).absolute()                  # a worker resolves paths from its own folder
     samples = [replace(s, image=absolute(s.image), labels=absolute(s.labels), masks=None if s.masks is None else tuple(map(absolute, s.masks))) for s in samples]
     spec = dict(predictor.spec, model_path=str(absolute(predictor.spec['model_path'])))
     futures = [client.submit(_predict_task, s, spec, str(absolute(out)), options['diameter'], s.id in draw,
                              options['pixel_size'], options['blockwise'], options['block'], options['tiff'], options['exports'], pure=False)
                for s in samples]
-    rles, large, failed = {}, set(), []
-    for f in progress_bar(distributed.as_completed(futures), 'predicting', total=len(futures), progress=progress):
-        i, r, error = f.result()
-        if error: failed.append(error)
-        elif r is None: large.add(i)
-        else: rles[i] = r
+    rles, large, failed, sample = {}, set(), [], {f.key: s for f, s in zip(futures, samples)}
+    try:
+        for f in progress_bar(distributed.as_completed(futures), 'predicting', total=len(futures), progress=progress):
+            try: i, r, error = f.result()
+            except distributed.KilledWorker:                                        # it took down every worker that tried it (memory, most often)
+                failed.append(f'{sample[f.key].image}: the Dask workers that predicted it died (out of memory?); rerun to try it again'); continue
+            if error: failed.append(error)
+            elif r is None: large.add(i)
+            else: rles[i] = r
+    except BaseException:                                                           # an error or Ctrl-C here: the workers stop too, so
+        client.cancel(futures); raise                                               # none writes into `out` once its lock is released
     return rles, large, failed

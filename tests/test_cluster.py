@@ -88,3 +88,38 @@ def test_relative_paths_reach_workers_in_another_folder(folder, cluster, tmp_pat
                               '--scheduler', cluster.scheduler_address, cwd=tmp_path)
     assert code == 0, err
     assert len(list((tmp_path / 'out' / 'labels').glob('*.png'))) == N_IMAGES
+
+
+def test_image_that_kills_its_workers_is_reported_and_redone_by_a_rerun(folder, tmp_path):
+    "With no retries allowed, the images a killed worker held fail with one line each naming the file, the others are written, exit 1; a rerun does the rest."
+    distributed = pytest.importorskip('distributed')
+    import dask
+    with dask.config.set({'distributed.scheduler.allowed-failures': 0}), \
+         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None) as cluster, \
+         distributed.Client(cluster.scheduler_address) as client:
+        out, killed = tmp_path / 'out', []
+        def kill_a_busy_worker():
+            deadline = time.time() + 300
+            while time.time() < deadline and not any((out / 'labels').glob('*.png')): time.sleep(0.02)
+            while time.time() < deadline:                                      # a worker holding an image, so that image fails
+                busy = [w for w, keys in client.processing().items() if keys]
+                if busy: break
+                time.sleep(0.02)
+            pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+            os.kill(pid, signal.SIGKILL); killed.append(pid)
+        watcher = threading.Thread(target=kill_a_busy_worker, daemon=True)
+        watcher.start()
+        common = ['--data', folder, '--figures', 'none', '--threads', 1, '--out', out, '--scheduler', cluster.scheduler_address]
+        code, stdout, err = run_script('nuclei_predict', *common)
+        watcher.join(5)
+        lines = [line for line in err.splitlines() if line.startswith('nuclei_predict: ')]   # Dask's own log lines may come too
+        assert killed and code == 1 and lines, (stdout, err)
+        images = {str(s.image) for s in list_samples(folder)}
+        for line in lines:
+            assert line.startswith('nuclei_predict: skipped ') and 'Dask workers that predicted it died' in line, err
+            assert any(i in line for i in images), line
+        assert len(list((out / 'labels').iterdir())) == N_IMAGES - len(lines)
+        code, stdout, err = run_script('nuclei_predict', *common)
+        assert code == 0, err
+        assert f'{len(lines)} images predicted, {N_IMAGES - len(lines)} already done' in stdout
+        assert len(list((out / 'labels').iterdir())) == N_IMAGES
