@@ -196,10 +196,10 @@ def _fingerprint(raw: RawImage, n: int = 8, side: int = 32) -> str:
     h.update(np.ascontiguousarray(read_pixels(patches, scheduler='threads')).tobytes())
     return h.hexdigest()
 
-def _settings(predictor: Predictor, raw: RawImage, diameter, block: int, pixel_size: float | None, image: str) -> dict:
-    "What decides a blockwise run's results (a run with other settings, or of another `image` (its `_fingerprint`), starts over)."
+def _settings(predictor: Predictor, raw: RawImage, diameter, block: int, pixel_size: float | None, image: str, channel=None, z=None, frame=None) -> dict:
+    "What decides a blockwise run's results (a run with other settings, of another `image` (its `_fingerprint`), channel, z or frame, starts over)."
     from nuclei_unet.predict import run_settings
-    return dict(run_settings(predictor, diameter, pixel_size=pixel_size), block=block, shape=list(raw.pixels.shape),
+    return dict(run_settings(predictor, diameter, channel, z, pixel_size), frame=frame, block=block, shape=list(raw.pixels.shape),
                 dtype=str(raw.pixels.dtype), nuclear=raw.nuclear, image=image)
 
 def _work_plan(work: Path, settings: dict, predictor: Predictor, raw: RawImage, diameter) -> dict:
@@ -341,7 +341,7 @@ def predict_large(image, out: str | os.PathLike, predictor: Predictor | None = N
     grid = BlockGrid(*raw.pixels.shape[:2], block)
     ensure_dir(out.parent)
     work = out.parent/f'.{out.name}.work'
-    plan = _work_plan(work, _settings(predictor, raw, diameter, block, pixel_size, _fingerprint(raw)), predictor, raw, diameter)
+    plan = _work_plan(work, _settings(predictor, raw, diameter, block, pixel_size, _fingerprint(raw), channel, z, frame), predictor, raw, diameter)
     prob = _probabilities_stage(predictor, raw, grid, plan, work, progress)
     anchors_z = _nuclei_stage(predictor, raw, grid, plan, work, prob, pixel_size, progress)
     table, n, cut = _labels_stage(anchors_z, grid, work, out, None if tiff is None else Path(tiff), raw, pixel_size)
