@@ -14,7 +14,7 @@ from .config import ModelInfo
 from .core import NucleiError, progress_bar
 from .data import MODALITIES, Sample, read_labels, read_sample
 from .eda import modality
-from .metrics import THRESHOLDS, dice, iou_matrix, match
+from .metrics import THRESHOLDS, dice, match, overlaps
 
 # %% auto #0
 __all__ = ['SCORES', 'image_scores', 'ImageScores', 'evaluate', 'image_row', 'summarize_scores', 'format_scores',
@@ -25,8 +25,8 @@ SCORES = ('mAP', 'AP50', 'AP75', 'F1', 'dice')
 
 def image_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
     "Scores of predicted labels against true labels (int, same shape): mAP, AP50, AP75, F1 (IoU 0.5), pixel dice."
-    ious = iou_matrix(truth, pred)
-    at = {t: match(truth, pred, t, ious) for t in THRESHOLDS}
+    pairs = overlaps(truth, pred)
+    at = {t: match(truth, pred, t, pairs) for t in THRESHOLDS}
     return {'mAP': float(np.mean([m.score for m in at.values()])), 'AP50': at[0.5].score, 'AP75': at[0.75].score,
             'F1': at[0.5].f1, 'dice': dice(truth, pred)}
 
@@ -55,7 +55,10 @@ def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarr
     for s in progress_bar(samples, 'evaluating', progress=progress):
         image, truth = read_sample(s)
         if truth is None: raise NucleiError(f'{s.image}: no masks for this image; evaluation needs masks')
-        if predict is not None: pred = predict(image)
+        if predict is not None:
+            pred = predict(image)
+            if not (isinstance(pred, np.ndarray) and pred.dtype.kind in 'iu' and pred.shape == truth.shape):
+                raise NucleiError(f'{s.image}: predict gave {type(pred).__name__} {getattr(pred, "dtype", "")} {getattr(pred, "shape", "")}; it must return integer labels of the image\'s size {truth.shape}', 'predict')
         else:
             path = pred_dir/f'{s.id}.png'
             if not path.exists(): raise NucleiError(f'{path}: no prediction for image {s.id}')
@@ -65,11 +68,12 @@ def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarr
 
 def image_row(sample_id: str, image_modality: str, truth: np.ndarray, pred: np.ndarray) -> ImageScores:
     "The `ImageScores` of labels `pred` against `truth` (int, same shape)."
-    count = lambda labels: int(len(np.unique(labels)) - (labels.min() == 0))
+    count = lambda labels: int(len(np.unique(labels)) - (0 in labels))
     return ImageScores(sample_id, image_modality, count(truth), count(pred), **image_scores(truth, pred))
 
 def summarize_scores(rows: Sequence[ImageScores]) -> dict:
-    "Mean scores over all rows and per modality: {'images', mAP.., 'by_modality': {m: {images, mAP..}}}."
+    "Mean scores over all rows (at least one) and per modality: {'images', mAP.., 'by_modality': {m: {images, mAP..}}}."
+    if len(rows) == 0: raise NucleiError('no images to summarize', 'rows')
     def mean(rs): return {'images': len(rs), **{k: round(float(np.mean([getattr(r, k) for r in rs])), 4) for k in SCORES}}
     return {**mean(rows), 'by_modality': {m: mean(rs) for m in MODALITIES if (rs := [r for r in rows if r.modality == m])}}
 

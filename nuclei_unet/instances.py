@@ -63,7 +63,8 @@ class InstanceParams:
         check_flags(use_border=self.use_border)
 
     def at_zoom(self, zoom: float) -> InstanceParams:
-        "These thresholds for instances made at the image's scale when the network worked at `zoom` x it: sizes / zoom**2."
+        "These thresholds for instances made at the image's scale when the network worked at `zoom` x it (a number above 0): sizes / zoom**2."
+        if not (is_number(zoom) and np.isfinite(zoom) and zoom > 0): raise bad_value('zoom', zoom, 'must be a number above 0')
         if zoom == 1: return self
         return replace(self, min_seed=max(1, round(self.min_seed / zoom**2)), min_size=max(1, round(self.min_size / zoom**2)))
 
@@ -75,7 +76,9 @@ def nonzero_mask(mask) -> np.ndarray:
 
 def mask_components(mask: np.ndarray) -> np.ndarray:
     "8-connected components of mask (H,W) (nonzero = foreground, any dtype) as int32 labels (as `skimage.measure.label`, in a quarter the memory)."
-    return cv2.connectedComponents(nonzero_mask(mask).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)[1]
+    mask = nonzero_mask(mask)
+    if mask.size == 0: return np.zeros(mask.shape, np.int32)                   # OpenCV would crash the process
+    return cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)[1]
 
 PROB_SLACK = 1e-5               # probabilities may pass 0..1 by this much (float rounding where tiles blend)
 GROUP_PIXELS = 2**20            # the largest box of foreground blobs split at once (its temporaries: a few tens of bytes per pixel)
@@ -83,7 +86,7 @@ GROUP_PIXELS = 2**20            # the largest box of foreground blobs split at o
 def _split_blobs(prob: np.ndarray, mask: np.ndarray, params: InstanceParams) -> np.ndarray:
     "Nuclei (int32 labels 1..n, in raster order of their first pixel) in the foreground `mask` (bool) of probabilities `prob` (h,w,C)."
     height = prob[..., 0] - (prob[..., 1] if prob.shape[2] == 2 else 0)
-    seeds = remove_small_objects(mask & (height > params.seed), max_size=params.min_seed - 1)
+    seeds = remove_small_objects(mask & (height > params.seed), max_size=params.min_seed - 1, connectivity=2)   # 8-connected, as they are labelled
     labels = watershed(-height, mask_components(seeds), mask=mask) if seeds.any() else np.zeros(mask.shape, np.int32)
     rest = mask_components(mask & (labels == 0))                             # foreground no seed reached
     labels[rest > 0] = rest[rest > 0] + labels.max()
@@ -116,6 +119,7 @@ def probabilities_to_labels(prob: np.ndarray, params: InstanceParams = InstanceP
     if not params.use_border: prob = prob[..., :1]
     blobs = mask_components(prob[..., 0] > params.foreground)
     labels, n = np.zeros(blobs.shape, np.int32), 0
+    if not blobs.any(): return labels                                          # none (or no pixels at all)
     for box, first, last in _blob_groups(ndi.find_objects(blobs), group_pixels):
         part = _split_blobs(prob[box], (blobs[box] >= first) & (blobs[box] <= last), params)
         labels[box][part > 0] = part[part > 0] + n
@@ -128,7 +132,7 @@ def tune_instances(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
                    min_size: Iterable[int] = (8, 16, 32), use_border: bool = True, zooms: Sequence[float] | None = None
                    ) -> tuple[InstanceParams, list[tuple[InstanceParams, float]]]:
     "Grid-search `InstanceParams` on (probabilities, true labels) pairs, each made at `zooms` (default 1): (best, [(params, mAP), ...] best first)."
-    if len(probs) != len(truths) or not probs: raise NucleiError('need as many probability maps as label images, at least one', 'probs')
+    if len(probs) != len(truths) or len(probs) == 0: raise NucleiError('need as many probability maps as label images, at least one', 'probs')
     zooms = [1.0] * len(probs) if zooms is None else list(zooms)
     if len(zooms) != len(probs): raise bad_value('zooms', len(zooms), f'one zoom per probability map ({len(probs)})')
     scores = []
@@ -147,14 +151,17 @@ def rle_encode(mask: np.ndarray) -> str:
     return ' '.join(map(str, runs))
 
 def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
-    "Kaggle run-length string -> boolean mask of `shape` (H,W)."
+    "Kaggle run-length string (whole numbers: runs in pixel order, none overlapping) -> boolean mask of `shape` (H,W)."
     h, w = shape
     flat = np.zeros(h * w, bool)
-    nums = np.array(rle.split(), np.int64)
+    try: nums = np.array(rle.split(), np.int64)
+    except (ValueError, OverflowError): raise NucleiError(f'run-length string holds values that are not whole numbers: {rle[:40]!r}', 'rle') from None
     if len(nums) % 2: raise NucleiError(f'run-length string has an odd number of values: {rle[:40]!r}', 'rle')
+    end = 0
     for start, length in zip(nums[::2] - 1, nums[1::2]):
         if start < 0 or length < 1 or start + length > h * w: raise NucleiError(f'run {start + 1} {length} is outside a {h}x{w} image', 'rle')
-        flat[start:start + length] = True
+        if start < end: raise NucleiError(f'run {start + 1} {length} starts before the previous run ends (pixel {end}); runs are in pixel order and never overlap', 'rle')
+        flat[start:start + length], end = True, start + length
     return flat.reshape(w, h).T
 
 def labels_to_rles(labels: np.ndarray) -> list[str]:

@@ -12,7 +12,7 @@ import numpy as np
 from .core import NucleiError
 
 # %% auto #0
-__all__ = ['THRESHOLDS', 'dice', 'iou', 'iou_matrix', 'Matching', 'match', 'dsb_score', 'dsb_map']
+__all__ = ['THRESHOLDS', 'dice', 'iou', 'Overlaps', 'overlaps', 'iou_matrix', 'Matching', 'match', 'dsb_score', 'dsb_map']
 
 # %% ../nbs/03_metrics.ipynb #160ae76d
 def dice(true: np.ndarray, pred: np.ndarray) -> float:
@@ -43,16 +43,33 @@ def _labels(a, name):
     if a.size and a.min() < 0: raise NucleiError(f'{name} labels must not be negative', name)
     return a
 
-def iou_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    "IoU of every true nucleus (rows) with every predicted one (columns), from integer label images of one shape."
+@dataclass(frozen=True)
+class Overlaps:
+    "The nuclei of a true and a predicted label image and the IoU of each pair that shares pixels (the others: 0)."
+    n_true: int
+    n_pred: int
+    true_index: np.ndarray     # int64 (pairs,): row of the pair's true nucleus, 0..n_true-1 in the order of its label
+    pred_index: np.ndarray     # int64 (pairs,): the same for the predicted nucleus
+    ious: np.ndarray           # float64 (pairs,) in (0, 1]
+
+def overlaps(true: np.ndarray, pred: np.ndarray) -> Overlaps:
+    "`Overlaps` of integer label images `true` and `pred` (H,W), of one shape (0 = background; any ids)."
     true, pred = _labels(true, 'true'), _labels(pred, 'pred')
     if true.shape != pred.shape: raise NucleiError(f'shapes differ: true {true.shape}, predicted {pred.shape}', 'pred')
-    t_ids, t = np.unique(true, return_inverse=True)
-    p_ids, p = np.unique(pred, return_inverse=True)
-    joint = np.bincount(t.ravel() * len(p_ids) + p.ravel(), minlength=len(t_ids) * len(p_ids)).reshape(len(t_ids), len(p_ids))
-    inter = joint[t_ids > 0][:, p_ids > 0].astype(np.float64)
-    area_t, area_p = joint.sum(1)[t_ids > 0], joint.sum(0)[p_ids > 0]
-    return inter / (area_t[:, None] + area_p[None, :] - inter)
+    (t_ids, t), (p_ids, p) = (np.unique(a, return_inverse=True) for a in (true, pred))      # ids to 0..n (0: background where there is one)
+    t, p = t.ravel() - (0 in t_ids), p.ravel() - (0 in p_ids)                                 # -1: background
+    area_t, area_p = np.bincount(t[t >= 0], minlength=len(t_ids) - (0 in t_ids)), np.bincount(p[p >= 0], minlength=len(p_ids) - (0 in p_ids))
+    both = (t >= 0) & (p >= 0)
+    pairs, inter = np.unique(t[both].astype(np.int64) * max(1, len(area_p)) + p[both], return_counts=True)
+    ti, pi = np.divmod(pairs, max(1, len(area_p)))
+    return Overlaps(len(area_t), len(area_p), ti, pi, inter / (area_t[ti] + area_p[pi] - inter))
+
+def iou_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    "float64 IoU of every true nucleus (rows) with every predicted one (columns), from integer label images of one shape (n_true x n_pred values: for many nuclei, `overlaps`)."
+    o = overlaps(true, pred)
+    table = np.zeros((o.n_true, o.n_pred))
+    table[o.true_index, o.pred_index] = o.ious
+    return table
 
 # %% ../nbs/03_metrics.ipynb #5d1aae0c
 @dataclass(frozen=True)
@@ -77,18 +94,18 @@ def _ratio(a: int, b: int) -> float:
     "a / b, where 0 / 0 (nothing to find, nothing found) counts as 1."
     return 1.0 if b == 0 else a / b
 
-def match(true: np.ndarray, pred: np.ndarray, threshold: float = 0.5, ious: np.ndarray | None = None) -> Matching:
-    "Match true and predicted nuclei (label images) at IoU > `threshold` (0.5 or more)."
+def match(true: np.ndarray, pred: np.ndarray, threshold: float = 0.5, pairs: Overlaps | None = None) -> Matching:
+    "Match true and predicted nuclei (label images) at IoU > `threshold` (0.5 or more); `pairs`: their `overlaps`, when already known."
     if not 0.5 <= threshold < 1: raise NucleiError(f'threshold {threshold}: must be in [0.5, 1)', 'threshold')
-    ious = iou_matrix(true, pred) if ious is None else ious
-    hit = ious > threshold
+    o = overlaps(true, pred) if pairs is None else pairs
+    hit = o.ious > threshold                                                  # above 0.5: one partner at most, so no assignment
     tp = int(hit.sum())
-    return Matching(threshold, tp, ious.shape[1] - tp, ious.shape[0] - tp, float(ious[hit].mean()) if tp else 0.0)
+    return Matching(threshold, tp, o.n_pred - tp, o.n_true - tp, float(o.ious[hit].mean()) if tp else 0.0)
 
 def dsb_score(true: np.ndarray, pred: np.ndarray) -> float:
     "DSB2018 score of one image: TP/(TP+FP+FN) averaged over IoU thresholds 0.50..0.95."
-    ious = iou_matrix(true, pred)
-    return float(np.mean([match(true, pred, t, ious).score for t in THRESHOLDS]))
+    o = overlaps(true, pred)
+    return float(np.mean([match(true, pred, t, o).score for t in THRESHOLDS]))
 
 def dsb_map(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     "DSB2018 metric of a dataset: the mean `dsb_score` over (true, predicted) label image pairs."

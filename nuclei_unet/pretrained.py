@@ -4,24 +4,25 @@
 
 # %% ../nbs/08_pretrained.ipynb #67fb3cf8
 from __future__ import annotations
+import numbers
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .core import NucleiError
+from .core import NucleiError, bad_value, is_number
 from .data import list_samples, read_sample
 from .eda import modality
-from .evaluate import ImageScores, image_row, summarize_scores, validation_samples
+from .evaluate import SCORES, ImageScores, image_row, summarize_scores, validation_samples
 from .instances import InstanceParams, probabilities_to_labels, tune_instances
 from .config import pretrained_path
 from .model import load_model, save_model
 from .predict import Predictor
 
 # %% auto #0
-__all__ = ['FOREGROUND_GRID', 'SEED_GRID', 'validation_probabilities', 'score_probabilities', 'select_instances', 'bundle_model',
-           'PairedDifference', 'paired_difference']
+__all__ = ['FOREGROUND_GRID', 'SEED_GRID', 'MIN_PAIRED', 'validation_probabilities', 'score_probabilities', 'select_instances',
+           'bundle_model', 'PairedDifference', 'paired_difference']
 
 # %% ../nbs/08_pretrained.ipynb #c05659f3
 def validation_probabilities(model_path: str | Path, data: str | Path, tta: bool = False) -> list[dict]:
@@ -59,6 +60,8 @@ def bundle_model(model_path: str | Path, params: InstanceParams, validation: dic
     return save_model(model, cfg, dst, **info)
 
 # %% ../nbs/08_pretrained.ipynb #f6e3ca8c
+MIN_PAIRED = 10                   # images a paired difference needs before its interval can call a change a clear win
+
 @dataclass(frozen=True)
 class PairedDifference:
     "Mean per-image difference of a score (b - a) on the same images, with a bootstrap interval."
@@ -68,12 +71,18 @@ class PairedDifference:
     high: float                   # 97.5th percentile
 
     @property
-    def clear_win(self) -> bool: return self.low > 0
+    def clear_win(self) -> bool: return self.n >= MIN_PAIRED and self.low > 0     # two or three images say little, whatever their interval
 
 def paired_difference(a: Sequence[ImageScores], b: Sequence[ImageScores], key: str = 'mAP', n_boot: int = 10_000, seed: int = 0) -> PairedDifference:
-    "Per-image scores of two evaluations (matched by id) -> b minus a, mean and 95% bootstrap interval."
+    "Per-image scores of two evaluations of the same images (at least 2, each once; matched by id) -> b minus a, mean and 95% bootstrap interval."
+    if key not in SCORES: raise bad_value('key', key, f'must be one of {", ".join(SCORES)}')
+    if not (is_number(n_boot, numbers.Integral) and n_boot >= 1): raise bad_value('n_boot', n_boot, 'must be a whole number above 0')
+    for name, rows in (('a', a), ('b', b)):
+        ids = [r.id for r in rows]
+        if len(set(ids)) != len(ids): raise NucleiError(f'{name} scores image {next(i for i in ids if ids.count(i) > 1)} more than once', name)
     by_id = {r.id: getattr(r, key) for r in a}
     if {r.id for r in b} != set(by_id): raise NucleiError('the two evaluations must cover the same images', 'b')
-    diff = np.array([getattr(r, key) - by_id[r.id] for r in b], np.float64)
+    if len(by_id) < 2: raise NucleiError(f'{len(by_id)} image: a paired difference needs at least 2', 'a')
+    diff = np.array([getattr(r, key) - by_id[r.id] for r in sorted(b, key=lambda r: r.id)], np.float64)   # by id: the same interval in any row order
     means = diff[np.random.default_rng(seed).integers(0, len(diff), (n_boot, len(diff)))].mean(axis=1)
     return PairedDifference(len(diff), float(diff.mean()), *map(float, np.percentile(means, [2.5, 97.5])))
