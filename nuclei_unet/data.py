@@ -20,10 +20,10 @@ from .core import MAX_PIXEL_SIZE, NucleiError, bad_value, cache_dir, is_number, 
 # %% auto #0
 __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'DECODE_PIXELS', 'VENDOR_FORMATS', 'MAX_PIXELS',
            'MAX_LAZY_VALUES', 'LABEL_TAGS', 'bool_as_uint8', 'as_rgb8', 'check_range', 'intensity_range',
-           'normalize_image', 'display_rgb8', 'is_image_file', 'check_link', 'image_id', 'header_size', 'decode_file',
-           'RawImage', 'read_pixels', 'unique_names', 'read_raw', 'frame_count', 'read_image', 'check_size',
-           'masks_to_labels', 'read_labels', 'check_labels', 'Sample', 'list_samples', 'cached_masks_to_labels',
-           'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
+           'normalize_image', 'rgb_view', 'is_gray', 'display_range', 'display_rgb8', 'is_image_file', 'check_link',
+           'image_id', 'header_size', 'decode_file', 'RawImage', 'read_pixels', 'unique_names', 'read_raw',
+           'frame_count', 'read_image', 'check_size', 'masks_to_labels', 'read_labels', 'check_labels', 'Sample',
+           'list_samples', 'cached_masks_to_labels', 'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
@@ -81,14 +81,40 @@ def normalize_image(image: np.ndarray, percentiles: tuple = (1.0, 99.8), value_r
     "Image (H,W,C) of any dtype (bool: 0 and 255) -> new float32 array: `value_range` (default: the image's percentiles) mapped to 0..1, clipped to `NORMALIZED_RANGE`."
     image = bool_as_uint8(np.asarray(image))
     lo, hi = value_range or intensity_range(image, percentiles)
-    x = (np.asarray(image, np.float32) - np.float32(lo)) / np.float32(max(hi - lo, 1e-3))
+    x = (np.asarray(image, np.float32) - np.float32(lo)) / np.float32(hi - lo if hi > lo else 1)   # any scale (a float image of 1e-6 too); flat: 0
     return np.clip(x, *NORMALIZED_RANGE, out=x)
 
-def display_rgb8(image: np.ndarray) -> np.ndarray:
-    "(H,W,3) image of any dtype -> RGB uint8 for display: uint8 as it is, bool as 0 and 255, others from their 0.5th to 99.9th percentile (a hot pixel cannot darken it)."
-    image = bool_as_uint8(np.asarray(image))
-    if image.dtype == np.uint8: return image
-    return (np.clip(normalize_image(image, (0.5, 99.9)), 0, 1) * 255).round().astype(np.uint8)
+def rgb_view(image) -> np.ndarray:
+    "Image (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4) of numbers or bool -> (H,W,3) without a copy (gray seen three times, alpha left out; bool as 0 and 255); else a `NucleiError` about `image`."
+    image = np.asarray(image)
+    if image.dtype.kind not in 'biuf': raise NucleiError(f'an image of {image.dtype} values: expected numbers or bool', 'image')
+    c = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else 0
+    if c not in (1, 3) and not (c == 4 and image.dtype in (np.uint8, bool)):      # RGBA, as skimage.io.imread gives a PNG
+        raise NucleiError(f'an image of shape {image.shape} ({image.dtype}): expected (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4); of several channels give the nuclear one, image[..., c]', 'image')
+    h, w = image.shape[:2]
+    image = bool_as_uint8(image)
+    return image[..., :3] if c == 4 else np.broadcast_to(image.reshape(h, w, 1), (h, w, 3)) if c == 1 else image
+
+def is_gray(view: np.ndarray) -> bool:
+    "Whether an (H,W,3) `rgb_view` shows one channel: gray seen three times, or three equal channels (a gray PNG saved as RGB)."
+    return view.strides[2] == 0 or (np.array_equal(view[..., 0], view[..., 1]) and np.array_equal(view[..., 1], view[..., 2]))
+
+def display_range(image) -> tuple[float, float] | None:
+    "The values (low < high) that `display_rgb8` shows as 0 and 255 by default: the 0.5th and 99.9th percentiles (a hot pixel cannot darken the rest; a gray image's of one channel, a dim 8-bit camera's too); None for colour uint8, shown as it is."
+    view = rgb_view(image)
+    if not is_gray(view) and view.dtype == np.uint8: return None
+    lo, hi = intensity_range(view[..., 0] if is_gray(view) else view, (0.5, 99.9))
+    return lo, hi if hi > lo else lo + 1                                      # a flat image: shown at 0
+
+def display_rgb8(image, value_range: tuple | None = None) -> np.ndarray:
+    "Image as `rgb_view` takes it -> RGB uint8 (H,W,3) for display: `value_range` (default: `display_range`) mapped to 0..255; colour uint8 with no range given as it is."
+    view = rgb_view(image)
+    value_range = display_range(view) if value_range is None else check_range(value_range, 'value_range')
+    if value_range is None: return np.ascontiguousarray(view)                 # RGB pictures: their own colours
+    gray = is_gray(view)
+    one = view[..., :1] if gray else view                                     # a gray image stretched once, not three times
+    rgb8 = (np.clip(normalize_image(one, value_range=value_range), 0, 1) * 255).round().astype(np.uint8)
+    return np.ascontiguousarray(np.broadcast_to(rgb8, view.shape)) if gray else rgb8
 
 # %% ../nbs/00_data.ipynb #44f11bd4
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.npy', '.zarr')      # .zarr: an OME-Zarr folder

@@ -14,6 +14,7 @@ from .config import ModelInfo
 from .core import NucleiError, progress_bar
 from .data import MODALITIES, Sample, read_labels, read_sample
 from .eda import modality
+from .instances import nucleus_areas
 from .metrics import THRESHOLDS, dice, match, overlaps
 
 # %% auto #0
@@ -68,8 +69,7 @@ def evaluate(samples: Sequence[Sample], predict: Callable[[np.ndarray], np.ndarr
 
 def image_row(sample_id: str, image_modality: str, truth: np.ndarray, pred: np.ndarray) -> ImageScores:
     "The `ImageScores` of labels `pred` against `truth` (int, same shape)."
-    count = lambda labels: int(len(np.unique(labels)) - (0 in labels))
-    return ImageScores(sample_id, image_modality, count(truth), count(pred), **image_scores(truth, pred))
+    return ImageScores(sample_id, image_modality, len(nucleus_areas(truth)), len(nucleus_areas(pred)), **image_scores(truth, pred))
 
 def summarize_scores(rows: Sequence[ImageScores]) -> dict:
     "Mean scores over all rows (at least one) and per modality: {'images', mAP.., 'by_modality': {m: {images, mAP..}}}."

@@ -15,20 +15,25 @@ from skimage.morphology import remove_small_objects
 from skimage.segmentation import relabel_sequential, watershed
 
 from .core import NucleiError, bad_value, check_flags, is_number
-from .data import bool_as_uint8, check_labels
+from .data import check_labels
 from .metrics import dsb_map
 
 # %% auto #0
-__all__ = ['PROB_SLACK', 'GROUP_PIXELS', 'median_diameter', 'resize_labels', 'InstanceParams', 'nonzero_mask', 'mask_components',
-           'probabilities_to_labels', 'tune_instances', 'rle_encode', 'rle_decode', 'labels_to_rles', 'rles_to_labels']
+__all__ = ['PROB_SLACK', 'GROUP_PIXELS', 'nucleus_areas', 'median_diameter', 'resize_labels', 'InstanceParams', 'nonzero_mask',
+           'mask_components', 'probabilities_to_labels', 'tune_instances', 'rle_encode', 'rle_decode', 'labels_to_rles',
+           'rles_to_labels']
 
 # %% ../nbs/06_instances.ipynb #5bb3b1b4
-def median_diameter(labels: np.ndarray) -> float | None:
-    "Median equivalent diameter sqrt(4 area / pi), in pixels, of the nuclei in labels (H,W) (int, 0 = background); None if none."
+def nucleus_areas(labels: np.ndarray) -> np.ndarray:
+    "int64 areas in pixels of the nuclei in labels (H,W) (int, 0 = background), in the order of their ids; ids absent from the image have none."
     a = check_labels(labels)
     if a.size and a.max() <= a.size: areas = np.bincount(a.ravel().astype(np.int64, copy=False))[1:]   # ids 1..N, as predicted: one pass
     else: areas = np.unique(a[a > 0], return_counts=True)[1]                                          # any ids (2**31 - 1): no table that long
-    areas = areas[areas > 0]
+    return areas[areas > 0].astype(np.int64, copy=False)
+
+def median_diameter(labels: np.ndarray) -> float | None:
+    "Median equivalent diameter sqrt(4 area / pi), in pixels, of the nuclei in labels (H,W) (int, 0 = background); None if none."
+    areas = nucleus_areas(labels)
     return float(np.sqrt(4 * np.median(areas) / np.pi)) if len(areas) else None
 
 def resize_labels(labels: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .core import NucleiError, atomic_path, bad_value, check_pixel_size, ensure_dir, need, progress_bar, remove_temporaries
-from .data import SUBSAMPLE, RawImage, display_rgb8, intensity_range, read_pixels, read_raw
+from .data import SUBSAMPLE, RawImage, display_range, display_rgb8, intensity_range, read_pixels, read_raw
 from .export import nucleus_polygons
 from .instances import mask_components
 from .measure import measure_nuclei
@@ -390,8 +390,13 @@ def nucleus_pairs(labels, table: dict, block: int = BLOCK) -> Iterator[tuple[int
         for label, shapes in nucleus_polygons(window).items():
             yield label, [(o + (x0, y0), [h + (x0, y0) for h in holes]) for o, holes in shapes]
 
-def overview(raw: RawImage, labels, side: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    "An RGB uint8 view of a large image and its labels (a Zarr array), both shrunk by one whole step so that the longer side is at most `side` px."
+def overview(raw: RawImage, labels, side: int = 2048) -> tuple[np.ndarray, np.ndarray, tuple]:
+    "A large image and its labels (a Zarr array) shrunk by one whole step so that the longer side is at most `side` px (an RGB uint8 view and labels), and the `original` that `plots.prediction_figure` reads 1:1 windows of, shown as the view is."
     step = max(1, -(-max(labels.shape) // side))
-    pixels = read_pixels(raw.pixels[::step, ::step], scheduler='threads')
-    return display_rgb8(replace(raw, pixels=pixels).rgb), np.asarray(labels[::step, ::step])
+    small = replace(raw, pixels=read_pixels(raw.pixels[::step, ::step], scheduler='threads')).rgb
+    shown = display_range(small)                                             # one display range for the view and its windows
+    def window(y0: int, x0: int, h: int, w: int):
+        y0, x0 = max(0, min(y0, labels.shape[0] - h)), max(0, min(x0, labels.shape[1] - w))
+        part = replace(raw, pixels=read_pixels(raw.pixels, np.s_[y0:y0 + h, x0:x0 + w], scheduler='threads')).rgb
+        return y0, x0, display_rgb8(part, shown), np.asarray(labels[y0:y0 + h, x0:x0 + w])
+    return display_rgb8(small, shown), np.asarray(labels[::step, ::step]), (step, window)

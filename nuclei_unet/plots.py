@@ -4,43 +4,96 @@
 
 # %% ../nbs/01b_plots.ipynb #a1b2c004
 from __future__ import annotations
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from .data import MODALITIES, Sample, check_size, display_rgb8, read_sample
+from .data import MODALITIES, Sample, check_labels, check_size, display_range, display_rgb8, is_gray, read_sample, rgb_view
 from .eda import ImageStats, summarize
-from .instances import resize_labels
+from .instances import nucleus_areas, resize_labels
 from .metrics import dice, dsb_score
 
 # %% auto #0
-__all__ = ['FIGURE_SIDE', 'label_colours', 'nucleus_colours', 'outline', 'plot_examples', 'plot_overview', 'prediction_figure',
-           'plot_prediction', 'plot_history']
+__all__ = ['GOLDEN', 'NEAR_HUE', 'EXAMPLE_SIDE', 'FIGURE_SIDE', 'TITLE_FONT', 'TITLE_SCALE', 'TITLE_STRIP', 'MAX_TITLE',
+           'LOSS_TITLES', 'label_colours', 'nucleus_colours', 'touching_pairs', 'palette', 'outline', 'plot_examples',
+           'plot_overview', 'prediction_figure', 'plot_prediction', 'plot_history']
 
 # %% ../nbs/01b_plots.ipynb #50589f5a
-def label_colours(ids: np.ndarray) -> np.ndarray:
-    "uint8 RGB colours (len(ids), 3) of non-empty int label `ids`: saturated, each label's hue a golden-ratio step from the previous one's, so touching nuclei differ."
-    ids = np.asarray(ids)
-    hsv = np.stack([(ids * 0.618034 % 1.0 * 179).astype(np.uint8), np.full(len(ids), 200, np.uint8), np.full(len(ids), 255, np.uint8)], axis=1)
+GOLDEN = 0.618034                      # each label's hue this share of the circle on from the previous one's
+NEAR_HUE = 15                          # OpenCV hue units (0..179): touching nuclei closer than this (30 degrees) get another hue
+
+def _hsv_rgb(hues: np.ndarray) -> np.ndarray:
+    "uint8 RGB colours (n, 3) of OpenCV hues (0..179), saturated."
+    if len(hues) == 0: return np.zeros((0, 3), np.uint8)
+    hsv = np.stack([hues.astype(np.uint8), np.full(len(hues), 200, np.uint8), np.full(len(hues), 255, np.uint8)], axis=1)
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
+
+def label_colours(ids: np.ndarray) -> np.ndarray:
+    "uint8 RGB colours (len(ids), 3) of int label `ids` (0 or more), each a golden-ratio step of hue from the previous id's: the colour of a nucleus that touches none."
+    return _hsv_rgb(np.asarray(ids) * GOLDEN % 1.0 * 179)
 
 def nucleus_colours(n: int) -> np.ndarray:
     "uint8 RGB colours (n + 1, 3) for labels 0..n (`label_colours`)."
     return label_colours(np.arange(n + 1))
 
-def outline(image: np.ndarray, labels: np.ndarray, color: tuple | None = None) -> np.ndarray:
-    "A new RGB uint8 copy of `image` (H,W,3), any dtype as `display_rgb8` shows it, with the inner border of each nucleus of int `labels` (H,W) painted in its own colour (`label_colours` of its id), or all in `color`."
+def touching_pairs(labels: np.ndarray) -> np.ndarray:
+    "Pairs (n, 2) of the ids (low, high) of the nuclei of int `labels` (H,W) that touch (8-connected), each once."
+    pairs = [np.zeros((0, 2), labels.dtype)]
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:]), (labels[:-1, :-1], labels[1:, 1:]), (labels[:-1, 1:], labels[1:, :-1])):
+        m = (a != b) & (a > 0) & (b > 0)
+        pairs.append(np.stack([np.minimum(a[m], b[m]), np.maximum(a[m], b[m])], axis=1))
+    return np.unique(np.concatenate(pairs), axis=0)
+
+def palette(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "(ids, uint8 RGB colours (len(ids), 3)) of the nuclei of `labels` (H,W): each its `label_colours` hue, moved on by golden-ratio steps, in id order, while a touching nucleus already has a hue within `NEAR_HUE`."
+    labels = check_labels(labels)
+    ids = np.unique(labels[labels > 0])
+    hues = (ids * GOLDEN % 1.0 * 179).astype(np.float64)
+    pairs = np.searchsorted(ids, touching_pairs(labels))
+    later = {}                                                       # each nucleus's touching neighbours of lower id, coloured before it
+    for lo, hi in pairs: later.setdefault(hi, []).append(lo)
+    for k, before in sorted(later.items()):
+        for step in range(12):                                       # 12 golden steps leave no 30-degree gap unfound among a few neighbours
+            if all(min(abs(hues[k] - hues[j]), 180 - abs(hues[k] - hues[j])) >= NEAR_HUE for j in before): break
+            hues[k] = (hues[k] + GOLDEN * 179) % 179
+    return ids, _hsv_rgb(hues)
+
+def _as_labels(labels) -> np.ndarray:
+    "Labels to draw: int (H,W) as they are, a bool mask as one nucleus; else a `NucleiError` (`data.check_labels`)."
     labels = np.asarray(labels)
+    return check_labels(labels.view(np.uint8) if labels.dtype == bool else labels)
+
+def outline(image, labels, color: tuple | None = None, colours: tuple | None = None) -> np.ndarray:
+    "A new RGB uint8 (H,W,3) copy of `image` (as `display_rgb8` takes and shows it) with the inner border of each nucleus of `labels` (H,W: integers 0 or more, or a bool mask) painted in its own colour (`palette`, or `colours` from one), or all in `color`."
+    labels = _as_labels(labels)
     check_size('the label image', labels.shape, 'the image', np.shape(image), 'labels')
     out, edge = np.array(display_rgb8(image)), find_boundaries(labels, mode='inner')
     if color is not None: out[edge] = color
-    elif edge.any():                                                   # colours of 0..max while they are fewer than the pixels (OpenCV rounds a hue by its place in
-        small = 0 <= labels.min() and labels.max() < labels.size          # the row: figures stay as they were), else of the ids present: an id 2**31 is not 2**31 colours
-        ids, which = (np.arange(labels.max() + 1), labels[edge]) if small else np.unique(labels[edge], return_inverse=True)
-        out[edge] = label_colours(ids)[which]
+    elif edge.any():
+        ids, rgb = colours or palette(labels)
+        present, which = np.unique(labels[edge], return_inverse=True)
+        k = np.minimum(np.searchsorted(ids, present), max(0, len(ids) - 1))
+        known = ids[k] == present if len(ids) else np.zeros(len(present), bool)
+        table = label_colours(present)                                # ids the palette lacks (a window of a larger image): their own hue
+        table[known] = rgb[k[known]]
+        out[edge] = table[which.ravel()]
     return out
+
+def _shrunk(image, labels: np.ndarray | None, side: int, value_range: tuple | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    "`image` (as `rgb_view` takes it) shrunk by area averaging to at most `side` px a side, as RGB uint8 shown with `value_range` (default: the whole image's `display_range`), and `labels` (H,W) shrunk alike (nearest; None stays None)."
+    view = rgb_view(image)
+    shown = display_range(view) if value_range is None else value_range
+    scale = min(1.0, side / max(view.shape[:2]))
+    h, w = max(1, round(view.shape[0] * scale)), max(1, round(view.shape[1] * scale))
+    if scale < 1:                                                    # shrink the stored values, then map them: no full-size display copy
+        src = view[..., :1] if is_gray(view) else view
+        if src.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64): src = src.astype(np.float32)   # OpenCV's area averaging takes these
+        view = np.broadcast_to(cv2.resize(np.ascontiguousarray(src), (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, -1), (h, w, 3))
+    return display_rgb8(view, shown), None if labels is None else resize_labels(_as_labels(labels), h, w)
+
+EXAMPLE_SIDE = 400                     # px of each `plot_examples` panel: outlines drawn at the size shown
 
 def plot_examples(samples: Sequence[Sample], stats: Sequence[ImageStats], per_modality: int = 2):
     "Up to `per_modality` example images of each modality, nuclei outlined where masks exist."
@@ -50,8 +103,8 @@ def plot_examples(samples: Sequence[Sample], stats: Sequence[ImageStats], per_mo
     fig, axs = plt.subplots(1, len(picks), figsize=(4 * len(picks), 4.4), squeeze=False)
     for ax, x in zip(axs[0], picks):
         image, labels = read_sample(by_id[x.id])
-        image = display_rgb8(image)                                          # 16-bit and float files: their display copy
-        ax.imshow(image if labels is None else outline(image, labels))
+        small, small_labels = _shrunk(image, labels, EXAMPLE_SIDE)
+        ax.imshow(small if labels is None else outline(small, small_labels, colours=palette(labels)))
         ax.set_title(f'{x.modality}\n{x.id[:16]} {x.height}x{x.width}' + ('' if x.nuclei is None else f', {x.nuclei} nuclei'), fontsize=9)
         ax.axis('off')
     fig.tight_layout()
@@ -80,15 +133,23 @@ def plot_overview(stats: Sequence[ImageStats]):
 
 # %% ../nbs/01b_plots.ipynb #913be0c4
 FIGURE_SIDE = 768                      # the longest side of an image panel in a saved figure, px
+TITLE_FONT, TITLE_SCALE, TITLE_STRIP = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 22
+MAX_TITLE = 480                        # px: a narrow panel is widened for its title up to this, longer titles are cut
 
-def _panel(image: np.ndarray, labels: np.ndarray | None, title: str, scale: float) -> np.ndarray:
-    "One figure panel: `image` scaled by `scale`, the outlines of `labels` each in its own colour, `title` in a strip above."
-    h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
-    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if scale != 1 else image
-    if labels is not None: small = outline(small, resize_labels(labels, h, w))
-    strip = np.zeros((22, w, 3), np.uint8)
-    cv2.putText(strip, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-    return np.concatenate([strip, small])
+def _title_strip(title: str, width: int) -> np.ndarray:
+    "A black strip `width` px wide with `title` in white, cut with '...' where it does not fit."
+    fits = lambda t: cv2.getTextSize(t, TITLE_FONT, TITLE_SCALE, 1)[0][0] + 8 <= width
+    while len(title) > 1 and not fits(title): title = title[:-4] + '...' if len(title) > 4 else title[:-1]
+    strip = np.zeros((TITLE_STRIP, width, 3), np.uint8)
+    cv2.putText(strip, title, (4, 16), TITLE_FONT, TITLE_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
+    return strip
+
+def _panel(rgb8: np.ndarray, labels: np.ndarray | None, title: str, colours: tuple | None = None) -> np.ndarray:
+    "One figure panel: RGB uint8 `rgb8` with the outlines of `labels` (its size) in their `colours`, widened with white to fit `title` (up to `MAX_TITLE` px), the title in a strip above."
+    pic = rgb8 if labels is None else outline(rgb8, labels, colours=colours)
+    width = max(pic.shape[1], min(MAX_TITLE, cv2.getTextSize(title, TITLE_FONT, TITLE_SCALE, 1)[0][0] + 8))
+    pic = np.pad(pic, ((0, 0), (0, width - pic.shape[1]), (0, 0)), constant_values=255)
+    return np.concatenate([_title_strip(title, width), pic])
 
 def _densest_window(labels: np.ndarray, h: int, w: int) -> tuple[int, int]:
     "(y0, x0) of the `h` x `w` window of `labels` that holds the most nucleus pixels (searched on a view of about 256 px)."
@@ -99,25 +160,30 @@ def _densest_window(labels: np.ndarray, h: int, w: int) -> tuple[int, int]:
     y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
     return min(y * step, labels.shape[0] - h), min(x * step, labels.shape[1] - w)
 
-def prediction_figure(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None,
-                      side: int = FIGURE_SIDE) -> np.ndarray:
-    "RGB uint8 picture of one prediction: image | predicted outlines [| true outlines, with Dice and mAP] [| a 1:1 crop where nuclei are densest, for images shrunk to fit], titled; panels at most `side` px; `labels` and `truth` (H,W) as `image`."
-    check_size('the label image', labels.shape, 'the image', image.shape, 'labels')
-    if truth is not None: check_size('the true label image', truth.shape, 'the image', image.shape, 'truth')
-    image = display_rgb8(image)
-    scale = min(1.0, side / max(image.shape[:2]))
-    panels = [_panel(image, None, sample_id[:40], scale), _panel(image, labels, f'predicted: {labels.max()} nuclei', scale)]
+def prediction_figure(sample_id: str, image, labels: np.ndarray, truth: np.ndarray | None = None, side: int = FIGURE_SIDE,
+                      original: tuple[int, Callable] | None = None) -> np.ndarray:
+    "RGB uint8 picture of one prediction: image | predicted outlines [| true outlines, with Dice and mAP] [| a 1:1 crop where nuclei are densest, for images shrunk to fit], titled; panels at most `side` px; `image` as `Predictor.predict` takes it, `labels` and `truth` (H,W) its size. `original`: for an `image` and `labels` that are a larger image shrunk `step` times, `(step, window)`: `window(y0, x0, h, w)` gives `(y0, x0, RGB uint8, labels)` of that image's `h` x `w` window nearest those rows and columns."
+    labels = _as_labels(labels)
+    check_size('the label image', labels.shape, 'the image', np.shape(image), 'labels')
     if truth is not None:
-        panels.append(_panel(image, truth, f'true: {truth.max()}; Dice {dice(truth, labels):.3f}, mAP {dsb_score(truth, labels):.3f}', scale))
-    if scale < 1:                                                        # shrunk: outlines cannot be judged, so show a part at full resolution
-        h = panels[0].shape[0] - 22
-        w = min(image.shape[1], h)
-        y0, x0 = _densest_window(labels, h, w)
-        panels.append(_panel(image[y0:y0 + h, x0:x0 + w], labels[y0:y0 + h, x0:x0 + w], f'1:1 at row {y0}, column {x0}', 1.0))
+        truth = _as_labels(truth)
+        check_size('the true label image', truth.shape, 'the image', np.shape(image), 'truth')
+    shown, colours = display_range(image), palette(labels)                   # one display range and one colour per nucleus in every panel
+    small, small_labels = _shrunk(image, labels, side, shown)
+    panels = [_panel(small, None, sample_id), _panel(small, small_labels, f'predicted: {len(nucleus_areas(labels))} nuclei', colours)]
+    if truth is not None:
+        panels.append(_panel(small, resize_labels(truth, *small.shape[:2]), f'true: {len(nucleus_areas(truth))}; Dice {dice(truth, labels):.3f}, mAP {dsb_score(truth, labels):.3f}'))
+    step, window = original or (1, lambda y0, x0, h, w: (y0, x0, display_rgb8(rgb_view(image)[y0:y0 + h, x0:x0 + w], shown), labels[y0:y0 + h, x0:x0 + w]))
+    if small.shape[:2] != labels.shape or step > 1:                          # shrunk: outlines cannot be judged, so show a part at full resolution
+        h = small.shape[0]
+        w = min(labels.shape[1] * step, h)
+        y0, x0 = _densest_window(labels, -(-h // step), -(-w // step))
+        y0, x0, crop, crop_labels = window(y0 * step, x0 * step, h, w)
+        panels.append(_panel(crop, crop_labels, f'1:1 at row {y0}, column {x0}', colours))
     gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
 
-def plot_prediction(sample_id: str, image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None):
+def plot_prediction(sample_id: str, image, labels: np.ndarray, truth: np.ndarray | None = None):
     "`prediction_figure` shown as a matplotlib figure, for notebooks."
     import matplotlib.pyplot as plt
     pic = prediction_figure(sample_id, image, labels, truth)
@@ -127,12 +193,14 @@ def plot_prediction(sample_id: str, image: np.ndarray, labels: np.ndarray, truth
     return fig
 
 # %% ../nbs/01b_plots.ipynb #a1b2c00a
-def plot_history(rows: Sequence[dict]):
-    "Loss and Dice per epoch, training and validation, side by side (what `nuclei_train` saves as `hist.png`)."
+LOSS_TITLES = {'bce_dice': 'BCE + Dice', 'bce_dice_lovasz': 'BCE + Dice + Lovász'}   # `config.LOSSES` as the curves' title names them
+
+def plot_history(rows: Sequence[dict], loss: str = 'bce_dice'):
+    "Loss (`loss`, a name of `config.LOSSES`) and Dice per epoch, training and validation, side by side (what `nuclei_train` saves as `hist.png`)."
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(11, 4))
     epochs = [r['epoch'] + 1 for r in rows]
-    for ax, key, title in [(axs[0], 'loss', 'loss (BCE + Dice)'), (axs[1], 'dice_coef', 'Dice (foreground)')]:
+    for ax, key, title in [(axs[0], 'loss', f'loss ({LOSS_TITLES.get(loss, loss)})'), (axs[1], 'dice_coef', 'Dice (foreground)')]:
         for prefix, style in [('', '-o'), ('val_', '-s')]:
             ax.plot(epochs, [r.get(prefix + key, np.nan) for r in rows], style, ms=3, label='validation' if prefix else 'training')
         ax.set_xlabel('epoch'); ax.set_title(title); ax.grid(alpha=0.3); ax.legend()

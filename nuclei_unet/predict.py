@@ -18,7 +18,7 @@ from .core import NucleiError, atomic_path, bad_value, check_flags, check_pixel_
 import cv2
 import numpy as np
 
-from .data import RawImage, Sample, bool_as_uint8, check_range, decode_file, intensity_range, normalize_image, read_pixels, read_raw, read_truth
+from .data import RawImage, Sample, check_range, decode_file, intensity_range, normalize_image, read_pixels, read_raw, read_truth, rgb_view
 from .plots import prediction_figure
 from .engine import load_engine
 from .instances import InstanceParams, median_diameter, labels_to_rles, probabilities_to_labels
@@ -81,15 +81,10 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
     return r.reshape(h, w, -1)
 
 def image_view(image) -> np.ndarray:
-    "Image (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4) of numbers or bool, at least `MIN_SIDE` px a side -> (H,W,3) without a copy (gray seen three times, alpha left out; bool as 0 and 255); else a `NucleiError` about `image`."
-    if image.dtype.kind not in 'biuf': raise NucleiError(f'an image of {image.dtype} values: expected numbers or bool', 'image')
-    c = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else 0
-    if c not in (1, 3) and not (c == 4 and image.dtype in (np.uint8, bool)):      # RGBA, as skimage.io.imread gives a PNG
-        raise NucleiError(f'an image of shape {image.shape} ({image.dtype}): expected (H,W), (H,W,1), (H,W,3) or RGBA uint8 (H,W,4); of several channels give the nuclear one, image[..., c]', 'image')
-    h, w = image.shape[:2]
-    if min(h, w) < MIN_SIDE: raise NucleiError(f'image is {h}x{w}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}', 'image')
-    image = bool_as_uint8(image)
-    return image[..., :3] if c == 4 else np.broadcast_to(image.reshape(h, w, 1), (h, w, 3)) if c == 1 else image
+    "`data.rgb_view` of an image at least `MIN_SIDE` px a side; else a `NucleiError` about `image`."
+    view = rgb_view(image)
+    if min(view.shape[:2]) < MIN_SIDE: raise NucleiError(f'image is {view.shape[0]}x{view.shape[1]}; the smallest image that can be predicted is {MIN_SIDE}x{MIN_SIDE}', 'image')
+    return view
 
 def _finite(pixels: np.ndarray, y0: int = 0, x0: int = 0) -> np.ndarray:
     "`pixels` (H,W[,C]) of an image from its row `y0`, column `x0`, if no value is NaN or infinite; else a `NucleiError` naming the first pixel that is."
@@ -380,7 +375,9 @@ def _predict_blockwise(s: Sample, raw: RawImage, predictor: Predictor, out: Path
     r = predict_large(raw, out/'labels'/f'{s.id}.ome.zarr', predictor, diameter, pixel_size=pixel_size, block=block or BLOCK,
                       tiff=out/'labels'/f'{s.id}.tif' if tiff else None, progress=progress)
     write_tiff(r.labels, out/'masks'/f'{s.id}.tif', mask=True)
-    if draw: write_image(out/'figures'/f'{s.id}.png', prediction_figure(s.id, *overview(raw, r.labels))[..., ::-1])
+    if draw:
+        view, view_labels, original = overview(raw, r.labels)
+        write_image(out/'figures'/f'{s.id}.png', prediction_figure(s.id, view, view_labels, original=original)[..., ::-1])
     write_exports(lambda: nucleus_pairs(r.labels, r.table, block or BLOCK), r.table, out, s.id, exports)
     write_measurements(r.table, out/'measurements'/f'{s.id}.csv')
     _write_record(s, raw, r.table, r, out, pixel_size, ran, blockwise=dict(blocks=r.blocks, block=block or BLOCK, cut=r.cut, seconds=round(r.seconds, 1)))

@@ -102,7 +102,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         save_model(self.model, self.cfg, self.out/'last.keras', history=self.rows, best_val_loss=self.best, run=self.run,
                    policy=self.model.layers[1].dtype_policy.name, **self.extra)      # loaded again under it, its optimizer state comes back whole
         write_history(self.rows, self.out/'history.csv')
-        save_figure(plot_history(self.rows), self.out/'hist.png')
+        save_figure(plot_history(self.rows, self.cfg.loss), self.out/'hist.png')
 
 # %% ../nbs/04_train.ipynb #b12dc884
 def training_precision(gpus: bool, flags: set[str] | None = None) -> str:
@@ -184,7 +184,7 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
                 model.compile(keras.optimizers.Adam(lr), loss=LOSS_FUNCTIONS[cfg.loss], metrics=[dice_coef], jit_compile=bool(gpus))
         if len(rows) >= epochs:
             print(f'{out}: already trained for {len(rows)} epochs', file=sys.stderr)
-            write_history(rows, out/'history.csv'); save_figure(plot_history(rows), out/'hist.png')   # a kill right after the last save left them short
+            write_history(rows, out/'history.csv'); save_figure(plot_history(rows, cfg.loss), out/'hist.png')   # a kill right after the last save left them short
             return rows
         model.fit(make_dataset(train_s, cfg, batch_size, seed, start=len(rows) * steps * batch_size),
                   validation_data=make_dataset(val_s, cfg, batch_size, seed, training=False),
