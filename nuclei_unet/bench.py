@@ -12,9 +12,7 @@ from typing import Sequence
 
 from .core import CommandParser, NucleiError, cpu_flags, has_bf16, import_tensorflow, path_arg, run_command
 
-tf = import_tensorflow()
 import cv2
-import keras
 import numpy as np
 
 from .data import find_dsb2018, list_samples, read_image, read_labels, read_sample
@@ -22,15 +20,14 @@ from .instances import median_diameter, probabilities_to_labels, resize_labels
 from .evaluate import evaluate, summarize_scores, validation_samples
 from .engine import default_threads, int8_model, openvino_model
 from .predict import Predictor, figure_ids, predict_folder, predict_probabilities
-from .losses import bce_dice_loss, dice_coef
 from .metrics import dsb_score
 from .config import UNetConfig, model_info, pretrained_path
-from .model import build_unet, save_model
 from .synthetic import default_data
-from .train import make_dataset, prepare_samples, split_samples
+# TensorFlow and the modules that load it (losses, model, train) are imported by the functions that train or build
+# networks: the processes that measure prediction's memory import this module, and OpenVINO needs no TensorFlow
 
 # %% auto #0
-__all__ = ['tf', 'TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'SCALE_FACTORS', 'LARGE_SIDES', 'LARGE_COLUMNS',
+__all__ = ['TRAIN_COLUMNS', 'PREDICT_COLUMNS', 'INTERESTING_FLAGS', 'SCALE_FACTORS', 'LARGE_SIDES', 'LARGE_COLUMNS',
            'THIS_PREDICT', 'OUTPUT_COLUMNS', 'VERSUS_COLUMNS', 'bench_train', 'markdown_table', 'bench_predict',
            'engine_cases', 'bench_pretrained', 'cpu_summary', 'gflop_per_megapixel', 'matmul_gflops', 'bench_ceiling',
            'bench_stages', 'bench_scale', 'bench_large', 'bench_outputs', 'bench_versus', 'bench_parser', 'main']
@@ -47,6 +44,10 @@ def _images_per_s(model, make_input, steps: int, batch_size: int) -> float:
 def bench_train(data: str | os.PathLike, sizes=(128, 256), rates=(0.5, 1.0), batch_size: int = 8,
                 steps: int = 8, repeats: int = 2) -> list[dict]:
     "Training images/s, streamed from `data` and from in-memory arrays, for each crop size and channel rate."
+    import keras
+    from nuclei_unet.losses import bce_dice_loss, dice_coef
+    from nuclei_unet.model import build_unet
+    from nuclei_unet.train import make_dataset, prepare_samples, split_samples
     train_s, _ = split_samples(list_samples(data), 0.1)
     prepare_samples(train_s)                                # the label cache, as training builds it
     rows = []
@@ -93,7 +94,7 @@ def _measure_folder(model_path: str, data: str, ids: list[str], tta: bool = Fals
     samples = [s for s in list_samples(data) if s.id in set(ids)]
     images = [read_image(s.image) for s in samples]
     mp = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
-    predict_probabilities(predictor.engine, predictor.cfg, images[0][:64, :64])             # warm-up
+    for i in {i.shape: i for i in images}.values(): predict_probabilities(predictor.engine, predictor.cfg, i, tta=tta)   # warm-up: each input shape once
     t = time.perf_counter()
     for i in images: predict_probabilities(predictor.engine, predictor.cfg, i, tta=tta)
     model_s = time.perf_counter() - t
@@ -142,6 +143,7 @@ def _in_fresh_process(fn, *args):
 
 def bench_predict(data: str | os.PathLike, rates=(0.5, 1.0), n_images: int = 12, large: int | None = 8192) -> list[dict]:
     "Prediction megapixels/s (model alone, end to end) and peak RSS per channel rate, and for one `large` image."
+    from nuclei_unet.model import build_unet, save_model
     samples = list_samples(data)
     ids = [s.id for s in samples[::max(1, len(samples) // n_images)][:n_images]]
     rows = []
@@ -416,7 +418,8 @@ def _bench(a) -> int:
     "Body of `python -m nuclei_unet.bench`."
     if a.what == 'versus' and not a.other: raise NucleiError('other: required by versus (the nuclei_predict command to compare with)', 'other', param_first=True)
     data = a.data or find_dsb2018() or default_data()
-    print(f'data {data}; {os.cpu_count()} CPUs; GPUs: {len(tf.config.list_physical_devices("GPU"))}; batch {a.batch_size}, {a.steps} steps', flush=True)
+    gpus = len(import_tensorflow().config.list_physical_devices('GPU'))
+    print(f'data {data}; {os.cpu_count()} CPUs, {default_threads()} of them usable here; GPUs: {gpus}; batch {a.batch_size}, {a.steps} steps', flush=True)
     if a.what == 'train': bench_train(data, a.sizes, a.rates, a.batch_size, a.steps)
     elif a.what == 'predict': bench_predict(data, a.rates, a.images or 12, 8192 if a.large is None else a.large or None)
     elif a.what == 'pretrained':

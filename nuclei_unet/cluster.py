@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_cluster.ipynb #33ba028d
 from __future__ import annotations
-import threading
+import os, threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -36,8 +36,9 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT):
 _PREDICTORS: dict = {}
 
 def worker_predictor(spec: dict) -> Predictor:
-    "The `Predictor` of `spec` (`Predictor.spec`), built once per process."
-    key = repr(sorted(spec.items()))
+    "The `Predictor` of `spec` (`Predictor.spec`), built once per process and model file version (a model saved again under its name is loaded again)."
+    st = os.stat(spec['model_path'])
+    key = repr(sorted(spec.items())) + f'{st.st_size}:{st.st_mtime_ns}'
     if key not in _PREDICTORS: _PREDICTORS[key] = Predictor(**spec)
     return _PREDICTORS[key]
 

@@ -14,21 +14,30 @@ import numpy as np
 from .core import NucleiError, bad_value, cache_dir, file_lock, file_sha256, has_bf16, import_tensorflow
 
 # %% auto #0
-__all__ = ['ENGINES', 'PRECISIONS', 'int8_folder', 'int8_model', 'default_precision', 'check_engine', 'default_threads',
-           'save_ir', 'build_folder', 'openvino_model', 'Engine', 'load_engine']
+__all__ = ['ENGINES', 'PRECISIONS', 'INT8_TOLERANCE', 'int8_folder', 'int8_passed', 'int8_model', 'default_precision',
+           'check_engine', 'default_threads', 'save_ir', 'build_folder', 'install_folder', 'openvino_model', 'Engine',
+           'load_engine']
 
 # %% ../nbs/05a_engine.ipynb #f5935174
 ENGINES = ('openvino', 'keras')
 PRECISIONS = ('f32', 'bf16', 'int8')
 
-def int8_folder(model_path: str | os.PathLike) -> Path:
-    "Where the int8 version of the model file `model_path` lives: beside it, `<name>.int8/` (made by `quantize.quantize_model`)."
-    return Path(model_path).with_suffix('.int8')
+INT8_TOLERANCE = 0.003                 # the most mAP an int8 version may lose against float32 on held-out images and be used
+
+def int8_folder(model_path: str | os.PathLike, candidate: bool = False) -> Path:
+    "Where the int8 version of the model file `model_path` lives: beside it, `<name>.int8/`; a `candidate` (made by `quantize.quantize_model`, not yet checked): `<name>.int8-candidate/`."
+    return Path(model_path).with_suffix('.int8-candidate' if candidate else '.int8')
+
+def int8_passed(folder: Path) -> bool:
+    "Whether the int8 version in `folder` records a check it passed: mAP on images held out of calibration at most `INT8_TOLERANCE` below float32's (`quantize.check_int8`)."
+    try: check = json.loads((folder/'manifest.json').read_text())['check']
+    except (OSError, ValueError, KeyError): return False
+    return isinstance(check, dict) and check.get('images', 0) > 0 and check.get('int8', -1) >= check.get('f32', 2) - INT8_TOLERANCE
 
 def int8_model(model_path: str | os.PathLike) -> Path | None:
-    "The `model.xml` of `model_path`'s int8 version if one made from this very file is intact beside it, else None."
+    "The `model.xml` of `model_path`'s int8 version if one made from this very file is intact beside it and passed its check, else None."
     folder = int8_folder(model_path)
-    if not _intact(folder): return None
+    if not (_intact(folder) and int8_passed(folder)): return None           # an unchecked one (a quantization stopped midway) is never used
     made_from = json.loads((folder/'manifest.json').read_text()).get('source_sha256')
     return folder/'model.xml' if made_from == file_sha256(model_path) else None
 
@@ -67,22 +76,41 @@ def save_ir(graph, folder: Path, **manifest):
     sums = {n: file_sha256(folder/n) for n in ('model.xml', 'model.bin')}
     (folder/'manifest.json').write_text(json.dumps({**manifest, 'openvino': ov.__version__, 'sha256': sums}))
 
+def _folder_lock(folder: Path):
+    "The lock that one process at a time holds to make or replace `folder` (kept in the cache, not beside a model file)."
+    lock = cache_dir()/'locks'/f'{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]}.lock'
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    return file_lock(lock)
+
+def _temporary(folder: Path) -> Path:
+    "A new empty hidden folder beside `folder`, named so that `_folder_lock`'s holder can find it left behind by a killed process."
+    return Path(tempfile.mkdtemp(prefix=f'.{folder.name}.', suffix='.tmp', dir=folder.parent))
+
 def build_folder(folder: Path, make: Callable[[Path], None], ready: Callable[[Path], bool] = _intact) -> Path:
     "`folder`, made by `make(tmp)` in a temporary folder renamed into place unless `ready(folder)` (default: intact); one process at a time (a lock)."
     if ready(folder): return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    lock = cache_dir()/'locks'/f'{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]}.lock'   # not beside a model file
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(lock):
+    with _folder_lock(folder):
         if not ready(folder):                                                   # nobody made it while we waited
-            tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.', dir=folder.parent))
+            for old in folder.parent.glob(f'.{folder.name}.*.tmp'): shutil.rmtree(old, ignore_errors=True)   # a killed build's
+            tmp = _temporary(folder)
             try:
-                make(tmp)
+                try: make(tmp)
+                except OSError as e: raise NucleiError(f'{folder}: could not be written ({e.strerror or e}); free space there, or set NUCLEI_UNET_CACHE to another folder for the engine cache') from None
                 umask = os.umask(0); os.umask(umask)
                 os.chmod(tmp, 0o777 & ~umask)                                   # mkdtemp makes 0700; others may read it
                 shutil.rmtree(folder, ignore_errors=True)                       # a damaged or outdated earlier one
                 os.replace(tmp, folder)
             finally: shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+def install_folder(candidate: Path, folder: Path) -> Path:
+    "Put the finished folder `candidate` in the place of `folder`, whose earlier contents are removed only once replaced; under `folder`'s lock."
+    with _folder_lock(folder):
+        old = _temporary(folder)
+        if folder.exists(): os.replace(folder, old/'replaced')
+        os.replace(candidate, folder)
+        shutil.rmtree(old, ignore_errors=True)
     return folder
 
 def _convert(model_path: Path, folder: Path):
@@ -92,9 +120,11 @@ def _convert(model_path: Path, folder: Path):
     save_ir(ov.convert_model(inference_function(load_model(model_path)[0]).get_concrete_function()), folder, source=str(model_path))
 
 def openvino_model(model_path: str | os.PathLike) -> Path:
-    "Path of the cached OpenVINO IR (`model.xml`) of the `.keras` file `model_path`, converting it first if needed."
+    "Path of the cached OpenVINO IR (`model.xml`) of the `.keras` file `model_path` for this OpenVINO version, converting it first if needed."
+    import openvino as ov
     model_path = Path(model_path)
-    return build_folder(cache_dir()/'openvino'/file_sha256(model_path)[:16], lambda tmp: _convert(model_path, tmp))/'model.xml'
+    key = hashlib.sha256(f'{file_sha256(model_path)} {ov.__version__}'.encode()).hexdigest()[:16]   # another OpenVINO (a second environment sharing the cache) converts its own
+    return build_folder(cache_dir()/'openvino'/key, lambda tmp: _convert(model_path, tmp))/'model.xml'
 
 # %% ../nbs/05a_engine.ipynb #ad51c394
 @dataclass(frozen=True)
@@ -107,24 +137,29 @@ class Engine:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 4 or x.shape[-1] != 3: raise bad_value('x', x.shape, 'an engine takes float32 images (N,H,W,3)')
-        misfit = lambda why='': NucleiError(f'the network cannot take input {x.shape}: its sides must be multiples of 2^levels (predict_probabilities pads them){why}')
+        misfit = lambda why: NucleiError(f'the network could not run on input {x.shape} ({why}): its sides must be multiples of 2^levels (predict_probabilities pads them), and it must fit in memory')
         try: y = self.run(np.ascontiguousarray(x, np.float32))
-        except RuntimeError as e: raise misfit(f'; {str(e).splitlines()[0][:120]}') from None
-        if y.shape[:3] != x.shape[:3]: raise misfit()                            # rather than an output of another size
+        except RuntimeError as e: raise misfit(_reason(e)) from None
+        if y.shape[:3] != x.shape[:3]: raise misfit(f'it gave {y.shape}')       # rather than an output of another size
         return y
 
     def describe(self) -> dict:
         "What ran, as recorded with the outputs."
         return dict(engine=self.name, precision=self.precision, threads=self.threads)
 
-def _openvino_run(model_path: Path, precision: str, threads: int) -> Callable:
-    "An OpenVINO inference function of `model_path` compiled for this CPU."
+def _reason(e: Exception) -> str:
+    "The line of an engine's error that says what went wrong (OpenVINO's first line names only its source file)."
+    lines = [l.strip() for l in str(e).splitlines() if l.strip() and not l.strip().startswith('Exception from')]
+    return (lines[-1] if lines else type(e).__name__)[:200]
+
+def _openvino_run(model_path: Path, precision: str, threads: int, int8_xml: Path | None = None) -> Callable:
+    "An OpenVINO inference function of `model_path` compiled for this CPU (int8: its int8 version, or `int8_xml`)."
     try: import openvino as ov
     except ImportError: raise NucleiError('engine openvino is not installed: pip install openvino, or use --engine keras', 'engine', param_first=True) from None
     config = {'INFERENCE_PRECISION_HINT': 'f32' if precision == 'int8' else precision, 'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY'}
-    xml = int8_model(model_path) if precision == 'int8' else openvino_model(model_path)     # int8: what is not quantized runs in f32
+    xml = (int8_xml or int8_model(model_path)) if precision == 'int8' else openvino_model(model_path)     # int8: what is not quantized runs in f32
     try: compiled = ov.Core().compile_model(xml, 'CPU', config)
-    except RuntimeError as e: raise NucleiError(f'{model_path}: engine openvino cannot load this model ({str(e).splitlines()[0]}); use --engine keras') from None
+    except RuntimeError as e: raise NucleiError(f'{model_path}: engine openvino cannot load this model ({_reason(e)}); use --engine keras') from None
     local = threading.local()                  # a request runs one call at a time: one per thread (a Dask worker runs several)
     def run(x):
         if not hasattr(local, 'request'): local.request = compiled.create_infer_request()
@@ -132,7 +167,7 @@ def _openvino_run(model_path: Path, precision: str, threads: int) -> Callable:
     return run
 
 def _keras_run(model_path: Path, threads: int) -> Callable:
-    "A traced Keras inference function of `model_path`."
+    "A traced Keras inference function of `model_path`, and the threads TensorFlow runs it with (set once per process: the first `threads` asked for)."
     from nuclei_unet.model import inference_function, load_model
     tf = import_tensorflow()
     try: tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -141,13 +176,14 @@ def _keras_run(model_path: Path, threads: int) -> Callable:
     def run(x):
         try: return f(x).numpy()
         except tf.errors.InvalidArgumentError as e: raise RuntimeError(str(e)) from None      # as OpenVINO says it: the input does not fit
-    return run
+    return run, tf.config.threading.get_intra_op_parallelism_threads() or default_threads()   # the threads it has (0: all cores)
 
 def load_engine(model_path: str | os.PathLike, engine: str = 'openvino', precision: str | None = None,
-                threads: int | None = None) -> Engine:
-    "The model of `model_path` ready to run on `engine` at `precision` (None: the default for this model and CPU) with `threads` (None: all cores)."
-    precision, model_path = check_engine(engine, precision, model_path=model_path), Path(model_path)
+                threads: int | None = None, int8_xml: Path | None = None) -> Engine:
+    "The model of `model_path` ready to run on `engine` at `precision` (None: the default for this model and CPU) with `threads` (None: all cores); `int8_xml`: an int8 version to run that is not (yet) the model's own (one being checked)."
+    precision, model_path = check_engine(engine, precision, model_path=None if int8_xml else model_path), Path(model_path)
     threads = default_threads() if threads is None else threads
     if threads < 1: raise bad_value('threads', threads, 'must be at least 1')
-    run = _openvino_run(model_path, precision, threads) if engine == 'openvino' else _keras_run(model_path, threads)
+    if engine == 'openvino': run = _openvino_run(model_path, precision, threads, int8_xml)
+    else: run, threads = _keras_run(model_path, threads)
     return Engine(engine, precision, threads, run)

@@ -66,6 +66,9 @@ def load_model(path: str | os.PathLike, compile: bool = False) -> tuple[keras.Mo
     cfg = UNetConfig.from_json(json.dumps(info.pop('config')))
     try: model = keras.saving.load_model(path, compile=compile)
     except Exception as e: raise NucleiError(f'{path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0]})') from None
+    takes, gives = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
+    if (takes, gives) != (3, len(cfg.outputs)):                              # another tool's network, or settings that are not its own
+        raise NucleiError(f'{path}: its network takes {takes} channels and gives {gives}; its settings say 3 (RGB) and {len(cfg.outputs)} ({", ".join(cfg.outputs)})')
     if not compile: model = keras.Model(model.inputs[0], model.outputs[0], name=model.name)   # called as model(x), like a new one
     return model, cfg, info
 

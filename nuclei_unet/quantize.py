@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_quantize.ipynb #23e95975
 from __future__ import annotations
-import json, os
+import json, os, shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -14,17 +14,16 @@ import numpy as np
 from .config import model_info
 from .core import NucleiError, atomic_path, bad_value, file_sha256
 from .data import Sample
-from .engine import build_folder, int8_folder, int8_model, openvino_model, save_ir
+from .engine import build_folder, install_folder, int8_folder, int8_passed, openvino_model, save_ir
 from .evaluate import evaluate
 from .transforms import load_example
 
 # %% auto #0
-__all__ = ['CALIBRATION_CROPS', 'CALIBRATION_SIZE', 'INT8_TOLERANCE', 'calibration_crops', 'quantize_model', 'check_int8',
+__all__ = ['CALIBRATION_CROPS', 'CALIBRATION_SIZE', 'calibration_crops', 'quantize_model', 'check_int8', 'keep_int8',
            'split_for_int8']
 
 # %% ../nbs/05b_quantize.ipynb #1372b8f6
 CALIBRATION_CROPS, CALIBRATION_SIZE = 200, 256      # crops the activation ranges are measured on, and their side at the model's scale
-INT8_TOLERANCE = 0.003                              # the most mAP an int8 version may lose against float32 and be kept
 
 def calibration_crops(samples: Sequence[Sample], model_path: str | os.PathLike, n: int = CALIBRATION_CROPS,
                       size: int = CALIBRATION_SIZE, seed: int = 0) -> list[np.ndarray]:
@@ -38,7 +37,7 @@ def calibration_crops(samples: Sequence[Sample], model_path: str | os.PathLike, 
 # %% ../nbs/05b_quantize.ipynb #9eba63a0
 def quantize_model(model_path: str | os.PathLike, samples: Sequence[Sample], n: int = CALIBRATION_CROPS,
                    size: int = CALIBRATION_SIZE, seed: int = 0) -> Path:
-    "Write the int8 version of the `.keras` file `model_path` beside it, calibrated on `n` crops of `samples`; returns its folder."
+    "Write a candidate int8 version of the `.keras` file `model_path` beside it (`engine.int8_folder(model_path, candidate=True)`), calibrated on `n` crops of `samples`; returns its folder. Nothing runs it until `check_int8` has passed it and `keep_int8` has put it in place."
     import nncf, openvino as ov
     model_path = Path(model_path)
     crops = calibration_crops(samples, model_path, n, size, seed)
@@ -47,22 +46,32 @@ def quantize_model(model_path: str | os.PathLike, samples: Sequence[Sample], n: 
         quantized = nncf.quantize(graph, nncf.Dataset(crops), subset_size=len(crops))
         save_ir(quantized, tmp, source=model_path.name, source_sha256=file_sha256(model_path), nncf=nncf.__version__,
                 calibration=dict(images=len({s.id for s in samples}), crops=len(crops), size=size, seed=seed))
-    return build_folder(int8_folder(model_path), make, ready=lambda folder: False)     # asked for: made anew
+    return build_folder(int8_folder(model_path, candidate=True), make, ready=lambda folder: False)     # asked for: made anew
 
 # %% ../nbs/05b_quantize.ipynb #d9000429
-def check_int8(model_path: str | os.PathLike, samples: Sequence[Sample], progress: bool | None = None) -> dict:
-    "DSB2018 mAP of `model_path` at float32 and in int8 on `samples` (with masks), recorded in the int8 version's manifest: {images, f32, int8}."
+def check_int8(model_path: str | os.PathLike, samples: Sequence[Sample], progress: bool | None = None, folder: Path | None = None) -> dict:
+    "DSB2018 mAP of `model_path` at float32 and in int8 (the version in `folder`, default its candidate) on `samples` (with masks, at least one), recorded in that version's manifest: {images, f32, int8}."
+    from nuclei_unet.engine import load_engine
     from nuclei_unet.predict import Predictor
-    if int8_model(model_path) is None: raise NucleiError(f'{model_path} has no int8 version made from it; make one with quantize_model', 'model')
-    scores = {'images': len(samples)}
+    folder = Path(folder or int8_folder(model_path, candidate=True))
+    made_from = json.loads((folder/'manifest.json').read_text()).get('source_sha256') if (folder/'manifest.json').is_file() else None
+    if made_from != file_sha256(model_path): raise NucleiError(f'{folder} holds no int8 version made from {model_path}; make one with quantize_model', 'model')
+    if not samples: raise NucleiError('the check needs at least one image with masks', 'samples')
+    scores, predictor = {'images': len(samples)}, Predictor(model_path, precision='f32')
     for precision in ('f32', 'int8'):
-        predictor = Predictor(model_path, precision=precision)
+        if precision == 'int8': predictor.engine = load_engine(model_path, 'openvino', 'int8', predictor.engine.threads, int8_xml=folder/'model.xml')
         rows = evaluate(samples, lambda image: predictor.predict(image).labels, progress=progress)
         scores[precision] = round(float(np.mean([r.mAP for r in rows])), 4)
-    path = int8_folder(model_path)/'manifest.json'
-    manifest = {**json.loads(path.read_text()), 'check': scores}
-    with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(manifest))
+    manifest = {**json.loads((folder/'manifest.json').read_text()), 'check': scores}
+    with atomic_path(folder/'manifest.json') as tmp: Path(tmp).write_text(json.dumps(manifest))
     return scores
+
+def keep_int8(model_path: str | os.PathLike) -> Path | None:
+    "Put `model_path`'s checked candidate int8 version in place of its int8 version if it passed (`engine.int8_passed`): that folder; else remove the candidate, keep any earlier version, and return None."
+    candidate = int8_folder(model_path, candidate=True)
+    if int8_passed(candidate): return install_folder(candidate, int8_folder(model_path))
+    shutil.rmtree(candidate, ignore_errors=True)
+    return None
 
 def split_for_int8(samples: Sequence[Sample], val_ids: Sequence[str], seed: int = 0) -> tuple[list[Sample], list[Sample]]:
     "(calibration, check) samples: the check on the model's validation images where `samples` holds them, else on a fifth of `samples` drawn at random."
