@@ -21,6 +21,11 @@ __all__ = ['VIEW_SIDE', 'Browser', 'browse']
 # %% ../nbs/10b_browse.ipynb #6535fb83
 VIEW_SIDE = 256                        # px of image around the chosen nucleus
 
+def _number(v: float) -> str:
+    "A measurement as a person reads it: 4 significant digits below 1000, else whole with thousands separated (16-bit intensities, areas, slide positions keep their digits)."
+    if not np.isfinite(v): return ''
+    return f'{v:.4g}' if abs(v) < 1000 else f'{v:,.2f}'.rstrip('0').rstrip('.')
+
 class Browser:
     "The widgets of `browse`: `image` (drop-down of ids), `nucleus` (label slider), `picture`, `table`; `row` is the measurements row shown."
     def __init__(self, out: str | os.PathLike):
@@ -47,7 +52,7 @@ class Browser:
         record = json.loads((self.out/'records'/f'{i}.json').read_text()) if (self.out/'records'/f'{i}.json').exists() else {}
         try: self.pixels = display_rgb8(read_raw(record['image'], self.settings.get('channel'), self.settings.get('z'), frame=record.get('frame')).rgb)
         except (KeyError, NucleiError, OSError): self.pixels = np.zeros(self.labels.shape + (3,), np.uint8)   # the image moved: outlines on black
-        n = max(1, len(self.measurements['label']))
+        n = max(1, int(self.measurements['label'].max()) if len(self.measurements['label']) else 1)   # labels may have gaps (another tool's)
         self.nucleus.max = self.slider.max = n
         if self.nucleus.value > n: self.nucleus.value = 1
         self._show()
@@ -56,7 +61,8 @@ class Browser:
         "Draw the chosen nucleus's neighbourhood and its row."
         k = int(np.searchsorted(self.measurements['label'], self.nucleus.value))
         if k >= len(self.measurements['label']) or self.measurements['label'][k] != self.nucleus.value:
-            self.row, self.table.value, self.picture.value = {}, '<i>no nuclei</i>', cv2.imencode('.png', self.pixels[..., ::-1])[1].tobytes()
+            why = 'no nuclei' if not len(self.measurements['label']) else f'no nucleus has label {self.nucleus.value}'
+            self.row, self.table.value, self.picture.value = {}, f'<i>{why}</i>', cv2.imencode('.png', self.pixels[..., ::-1])[1].tobytes()
             return
         self.row = {c: v[k] for c, v in self.measurements.items()}
         cy, cx = int(self.row['centroid_row_px']), int(self.row['centroid_col_px'])
@@ -66,7 +72,7 @@ class Browser:
         pic = outline(self.pixels[crop], self.labels[crop])
         pic = outline(pic, np.where(self.labels[crop] == self.nucleus.value, 1, 0), (255, 255, 255))
         self.picture.value = cv2.imencode('.png', cv2.resize(pic, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)[..., ::-1])[1].tobytes()
-        cells = ''.join(f'<tr><td>{c}</td><td>{v:.4g}</td></tr>' if isinstance(v, float) else f'<tr><td>{c}</td><td>{v}</td></tr>' for c, v in self.row.items())
+        cells = ''.join(f'<tr><td>{c}</td><td>{_number(v) if isinstance(v, float) else v}</td></tr>' for c, v in self.row.items())
         self.table.value = f'<table>{cells}</table>'
 
     def _ipython_display_(self):

@@ -67,10 +67,11 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
 
 # %% ../nbs/00_core.ipynb #024e9328
 def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
-    "Save matplotlib `fig` to `path` atomically (format from the suffix), close it, and return `path`."
+    "Save matplotlib `fig` to `path` atomically (format from the suffix), close it (whether or not it could be saved), and return `path`."
     import matplotlib.pyplot as plt
-    with atomic_path(path) as tmp: fig.savefig(tmp, **{'dpi': 100, 'bbox_inches': 'tight', **kwargs})
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp: fig.savefig(tmp, **{'dpi': 100, 'bbox_inches': 'tight', **kwargs})
+    finally: plt.close(fig)                                                     # a training run saves one per epoch: none left open
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #6b624500
