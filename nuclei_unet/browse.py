@@ -12,7 +12,7 @@ import numpy as np
 
 from .core import NucleiError
 from .data import decode_file, display_rgb8, read_raw
-from .plots import outline
+from .plots import SHOWN, outline
 from .measure import read_measurements
 
 # %% auto #0
@@ -22,7 +22,7 @@ __all__ = ['VIEW_SIDE', 'Browser', 'browse']
 VIEW_SIDE = 256                        # px of image around the chosen nucleus
 
 def _number(v: float) -> str:
-    "A measurement as a person reads it: 4 significant digits below 1000, else whole with thousands separated (16-bit intensities, areas, slide positions keep their digits)."
+    "A measurement as a person reads it: 4 significant digits below 1000, else thousands separated and at most 2 decimals (16-bit intensities, areas, slide positions keep their digits)."
     if not np.isfinite(v): return ''
     return f'{v:.4g}' if abs(v) < 1000 else f'{v:,.2f}'.rstrip('0').rstrip('.')
 
@@ -69,8 +69,8 @@ class Browser:
         H, W = self.labels.shape
         y0, x0 = min(max(0, cy - VIEW_SIDE // 2), max(0, H - VIEW_SIDE)), min(max(0, cx - VIEW_SIDE // 2), max(0, W - VIEW_SIDE))
         crop = np.s_[y0:y0 + VIEW_SIDE, x0:x0 + VIEW_SIDE]
-        pic = outline(self.pixels[crop], self.labels[crop])
-        pic = outline(pic, np.where(self.labels[crop] == self.nucleus.value, 1, 0), (255, 255, 255))
+        pic = outline(self.pixels[crop], self.labels[crop], value_range=SHOWN)         # the whole image's display copy: not stretched again
+        pic = outline(pic, np.where(self.labels[crop] == self.nucleus.value, 1, 0), (255, 255, 255), value_range=SHOWN)
         self.picture.value = cv2.imencode('.png', cv2.resize(pic, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)[..., ::-1])[1].tobytes()
         cells = ''.join(f'<tr><td>{c}</td><td>{_number(v) if isinstance(v, float) else v}</td></tr>' for c, v in self.row.items())
         self.table.value = f'<table>{cells}</table>'

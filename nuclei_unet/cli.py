@@ -305,7 +305,7 @@ def quantize_parser() -> CommandParser:
 def _quantize(a) -> int:
     "Body of `nuclei_quantize`."
     from nuclei_unet.engine import INT8_TOLERANCE, int8_folder, int8_model
-    from nuclei_unet.quantize import check_int8, keep_int8, quantize_model, split_for_int8
+    from nuclei_unet.quantize import check_int8, keep_int8, quantize_model, quantizing, split_for_int8
     if not a.model.is_file(): raise bad_value('model', a.model, 'no such file')
     ensure_dir(int8_folder(a.model).parent, 'model')                             # where the int8 version goes, before calibration
     if a.crops < 1: raise bad_value('crops', a.crops, 'must be at least 1')
@@ -313,10 +313,11 @@ def _quantize(a) -> int:
     if not samples: raise bad_value('data', a.data, 'no images with masks; calibration and the check need them')
     _check_planes(samples[0])
     calibration, held = split_for_int8(samples, model_info(a.model).val_ids, a.seed)
-    quantize_model(a.model, calibration, a.crops, seed=a.seed)                  # a candidate, used by nothing until it passes
-    s = check_int8(a.model, held)
+    with quantizing(a.model):                                                   # another run for this model waits its turn
+        quantize_model(a.model, calibration, a.crops, seed=a.seed)              # a candidate, used by nothing until it passes
+        s = check_int8(a.model, held)
+        folder = keep_int8(a.model)
     line = f"int8 {s['int8']:.4f} against f32 {s['f32']:.4f} mAP on {s['images']} images held out of calibration ({s['int8'] - s['f32']:+.4f})"
-    folder = keep_int8(a.model)
     if folder is None:
         earlier = f'its earlier int8 version in {int8_folder(a.model)} stays in use' if int8_model(a.model) else f'{a.model} runs at f32 or bf16'
         print(f'{line}: more than {INT8_TOLERANCE} lower, so this int8 version was not kept; {earlier}')

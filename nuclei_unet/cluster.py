@@ -37,10 +37,11 @@ _PREDICTORS: dict = {}
 
 def worker_predictor(spec: dict) -> Predictor:
     "The `Predictor` of `spec` (`Predictor.spec`), built once per process and model file version (a model saved again under its name is loaded again)."
-    st = os.stat(spec['model_path'])
-    key = repr(sorted(spec.items())) + f'{st.st_size}:{st.st_mtime_ns}'
-    if key not in _PREDICTORS: _PREDICTORS[key] = Predictor(**spec)
-    return _PREDICTORS[key]
+    key = repr(sorted(spec.items()))
+    try: st = os.stat(spec['model_path']); version = (st.st_size, st.st_mtime_ns)
+    except OSError: version = None                                             # Predictor says what is wrong with the path
+    if key not in _PREDICTORS or _PREDICTORS[key][0] != version: _PREDICTORS[key] = (version, Predictor(**spec))   # the older one let go
+    return _PREDICTORS[key][1]
 
 def _predict_task(s: Sample, spec: dict, out: str, diameter, draw: bool, pixel_size, blockwise: int, block, tiff: bool, exports: tuple):
     "One image on a worker: (id, its RLEs or None, None) when written, (id, None, error) when it could not be."
@@ -67,6 +68,6 @@ def predict_on_cluster(client, samples: Sequence[Sample], predictor: Predictor, 
             if error: failed.append(error)
             elif r is None: large.add(i)
             else: rles[i] = r
-    except BaseException:                                                           # an error or Ctrl-C here: the workers stop too, so
-        client.cancel(futures); raise                                               # none writes into `out` once its lock is released
+    except BaseException:                                                           # an error or Ctrl-C here: images not started yet never
+        client.cancel(futures); raise                                               # start (a running one finishes: tasks cannot be stopped)
     return rles, large, failed

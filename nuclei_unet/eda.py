@@ -13,15 +13,16 @@ import cv2
 import numpy as np
 
 from .core import progress_bar
-from .data import MODALITIES, Sample, display_rgb8, read_sample
+from .data import MODALITIES, Sample, display_rgb8, read_sample, rgb_view
 
 # %% auto #0
 __all__ = ['modality', 'ImageStats', 'image_stats', 'collect_stats', 'summarize', 'format_summary']
 
 # %% ../nbs/01_eda.ipynb #27bfb080
 def modality(image: np.ndarray) -> str:
-    "Modality of an RGB image of any dtype (judged on its display copy): 'fluorescence' (dark background), 'brightfield' (light, gray) or 'he' (light, stained)."
-    image = display_rgb8(image)
+    "Modality of an RGB image of any dtype (judged on a fixed scale: 8-bit as it is, others from their 0.5th to 99.9th percentile): 'fluorescence' (dark background), 'brightfield' (light, gray) or 'he' (light, stained)."
+    view = rgb_view(image)
+    image = np.ascontiguousarray(view) if view.dtype == np.uint8 else display_rgb8(view)   # not a dim 8-bit image's display stretch: its background would turn gray
     if np.median(image) < 100: return 'fluorescence'
     saturation = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2HSV)[..., 1].mean()
     return 'brightfield' if saturation < 10 else 'he'

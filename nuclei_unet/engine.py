@@ -96,7 +96,9 @@ def build_folder(folder: Path, make: Callable[[Path], None], ready: Callable[[Pa
             tmp = _temporary(folder)
             try:
                 try: make(tmp)
-                except OSError as e: raise NucleiError(f'{folder}: could not be written ({e.strerror or e}); free space there, or set NUCLEI_UNET_CACHE to another folder for the engine cache') from None
+                except OSError as e:
+                    where = 'or set NUCLEI_UNET_CACHE to another folder for the engine cache' if cache_dir() in folder.parents else 'or write the model file somewhere else'
+                    raise NucleiError(f'{folder}: could not be written ({e.strerror or e}); free space there, {where}') from None
                 umask = os.umask(0); os.umask(umask)
                 os.chmod(tmp, 0o777 & ~umask)                                   # mkdtemp makes 0700; others may read it
                 shutil.rmtree(folder, ignore_errors=True)                       # a damaged or outdated earlier one
@@ -109,8 +111,11 @@ def install_folder(candidate: Path, folder: Path) -> Path:
     with _folder_lock(folder):
         old = _temporary(folder)
         if folder.exists(): os.replace(folder, old/'replaced')
-        os.replace(candidate, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        try: os.replace(candidate, folder)                                       # between the two renames a reader finds none (and runs f32)
+        except OSError:
+            if (old/'replaced').exists(): os.replace(old/'replaced', folder)      # the earlier one back
+            raise
+        finally: shutil.rmtree(old, ignore_errors=True)
     return folder
 
 def _convert(model_path: Path, folder: Path):

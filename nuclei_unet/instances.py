@@ -159,11 +159,11 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     "Kaggle run-length string (whole numbers: runs in pixel order, none overlapping) -> boolean mask of `shape` (H,W)."
     h, w = shape
     flat = np.zeros(h * w, bool)
-    try: nums = np.array(rle.split(), np.int64)
-    except (ValueError, OverflowError): raise NucleiError(f'run-length string holds values that are not whole numbers: {rle[:40]!r}', 'rle') from None
+    try: nums = [int(v) for v in rle.split()]                               # Python's: no sum of two can wrap around
+    except ValueError: raise NucleiError(f'run-length string holds values that are not whole numbers: {rle[:40]!r}', 'rle') from None
     if len(nums) % 2: raise NucleiError(f'run-length string has an odd number of values: {rle[:40]!r}', 'rle')
     end = 0
-    for start, length in zip(nums[::2] - 1, nums[1::2]):
+    for start, length in zip([v - 1 for v in nums[::2]], nums[1::2]):
         if start < 0 or length < 1 or start + length > h * w: raise NucleiError(f'run {start + 1} {length} is outside a {h}x{w} image', 'rle')
         if start < end: raise NucleiError(f'run {start + 1} {length} starts before the previous run ends (pixel {end}); runs are in pixel order and never overlap', 'rle')
         flat[start:start + length], end = True, start + length

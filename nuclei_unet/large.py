@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .core import NucleiError, atomic_path, bad_value, check_pixel_size, ensure_dir, need, progress_bar, remove_temporaries
-from .data import SUBSAMPLE, RawImage, display_range, display_rgb8, intensity_range, read_pixels, read_raw
+from .data import SUBSAMPLE, RawImage, display_range, display_rgb8, intensity_range, normalize_image, read_pixels, read_raw
 from .export import nucleus_polygons
 from .instances import mask_components
 from .measure import measure_nuclei
@@ -92,7 +92,7 @@ def _owned_measurements(labels: np.ndarray, anchors: np.ndarray, owned: np.ndarr
 def _richest_crops(thumb: np.ndarray, step: int, value_range: tuple, side: int, n: int, shape: tuple) -> list[tuple[int, int]]:
     "(y0, x0) of the `n` crops of `side` px whose thumbnail pixels spread most, on a grid of crops over the image of `shape` (H, W)."
     lo, hi = value_range
-    t = np.clip((thumb.astype(np.float32).mean(axis=2) - lo) / max(hi - lo, 1e-3), 0, 1)
+    t = np.clip(normalize_image(thumb.astype(np.float32).mean(axis=2, keepdims=True), value_range=value_range)[..., 0], 0, 1)   # as the network will see it
     (H, W), c = shape[:2], max(1, side // step)                                 # the image's own size: the thumbnail's times `step` can pass it
     cells = [(t[i:i + c, j:j + c].std(), i * step, j * step) for i in range(0, max(1, t.shape[0] - c + 1), c) for j in range(0, max(1, t.shape[1] - c + 1), c)]
     return [(min(y, max(0, H - side)), min(x, max(0, W - side))) for _, y, x in sorted(cells, key=lambda s: -s[0])[:n]]
@@ -199,7 +199,7 @@ def _fingerprint(raw: RawImage, n: int = 8, side: int = 32) -> str:
 def _settings(predictor: Predictor, raw: RawImage, diameter, block: int, pixel_size: float | None, image: str, channel=None, z=None, frame=None) -> dict:
     "What decides a blockwise run's results (a run with other settings, of another `image` (its `_fingerprint`), channel, z or frame, starts over)."
     from nuclei_unet.predict import run_settings
-    return dict(run_settings(predictor, diameter, channel, z, pixel_size), frame=frame, block=block, shape=list(raw.pixels.shape),
+    return dict(run_settings(predictor, diameter, channel, z, pixel_size), frame=None if frame is None else int(frame), block=block, shape=list(raw.pixels.shape),
                 dtype=str(raw.pixels.dtype), nuclear=raw.nuclear, image=image)
 
 def _work_plan(work: Path, settings: dict, predictor: Predictor, raw: RawImage, diameter) -> dict:

@@ -16,7 +16,7 @@ from .instances import nucleus_areas, resize_labels
 from .metrics import dice, dsb_score
 
 # %% auto #0
-__all__ = ['GOLDEN', 'NEAR_HUE', 'EXAMPLE_SIDE', 'FIGURE_SIDE', 'TITLE_FONT', 'TITLE_SCALE', 'TITLE_STRIP', 'MAX_TITLE',
+__all__ = ['GOLDEN', 'NEAR_HUE', 'SHOWN', 'EXAMPLE_SIDE', 'FIGURE_SIDE', 'TITLE_FONT', 'TITLE_SCALE', 'TITLE_STRIP', 'MAX_TITLE',
            'LOSS_TITLES', 'label_colours', 'nucleus_colours', 'touching_pairs', 'palette', 'outline', 'plot_examples',
            'plot_overview', 'prediction_figure', 'plot_prediction', 'plot_history']
 
@@ -65,11 +65,13 @@ def _as_labels(labels) -> np.ndarray:
     labels = np.asarray(labels)
     return check_labels(labels.view(np.uint8) if labels.dtype == bool else labels)
 
-def outline(image, labels, color: tuple | None = None, colours: tuple | None = None) -> np.ndarray:
-    "A new RGB uint8 (H,W,3) copy of `image` (as `display_rgb8` takes and shows it) with the inner border of each nucleus of `labels` (H,W: integers 0 or more, or a bool mask) painted in its own colour (`palette`, or `colours` from one), or all in `color`."
+SHOWN = (0, 255)                       # the `value_range` of an image that is a display copy already: shown as it is
+
+def outline(image, labels, color: tuple | None = None, colours: tuple | None = None, value_range: tuple | None = None) -> np.ndarray:
+    "A new RGB uint8 (H,W,3) copy of `image` (as `display_rgb8` takes and shows it, with `value_range`; `SHOWN` for a display copy) with the inner border of each nucleus of `labels` (H,W: integers 0 or more, or a bool mask) painted in its own colour (`palette`, or `colours` from one), or all in `color`."
     labels = _as_labels(labels)
     check_size('the label image', labels.shape, 'the image', np.shape(image), 'labels')
-    out, edge = np.array(display_rgb8(image)), find_boundaries(labels, mode='inner')
+    out, edge = np.array(display_rgb8(image, value_range)), find_boundaries(labels, mode='inner')
     if color is not None: out[edge] = color
     elif edge.any():
         ids, rgb = colours or palette(labels)
@@ -104,7 +106,7 @@ def plot_examples(samples: Sequence[Sample], stats: Sequence[ImageStats], per_mo
     for ax, x in zip(axs[0], picks):
         image, labels = read_sample(by_id[x.id])
         small, small_labels = _shrunk(image, labels, EXAMPLE_SIDE)
-        ax.imshow(small if labels is None else outline(small, small_labels, colours=palette(labels)))
+        ax.imshow(small if labels is None else outline(small, small_labels, colours=palette(labels), value_range=SHOWN))
         ax.set_title(f'{x.modality}\n{x.id[:16]} {x.height}x{x.width}' + ('' if x.nuclei is None else f', {x.nuclei} nuclei'), fontsize=9)
         ax.axis('off')
     fig.tight_layout()
@@ -146,7 +148,7 @@ def _title_strip(title: str, width: int) -> np.ndarray:
 
 def _panel(rgb8: np.ndarray, labels: np.ndarray | None, title: str, colours: tuple | None = None) -> np.ndarray:
     "One figure panel: RGB uint8 `rgb8` with the outlines of `labels` (its size) in their `colours`, widened with white to fit `title` (up to `MAX_TITLE` px), the title in a strip above."
-    pic = rgb8 if labels is None else outline(rgb8, labels, colours=colours)
+    pic = rgb8 if labels is None else outline(rgb8, labels, colours=colours, value_range=SHOWN)
     width = max(pic.shape[1], min(MAX_TITLE, cv2.getTextSize(title, TITLE_FONT, TITLE_SCALE, 1)[0][0] + 8))
     pic = np.pad(pic, ((0, 0), (0, width - pic.shape[1]), (0, 0)), constant_values=255)
     return np.concatenate([_title_strip(title, width), pic])

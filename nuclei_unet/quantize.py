@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_quantize.ipynb #23e95975
 from __future__ import annotations
-import json, os, shutil
+import hashlib, json, os, shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -12,15 +12,15 @@ from typing import Sequence
 import numpy as np
 
 from .config import model_info
-from .core import NucleiError, atomic_path, bad_value, file_sha256
+from .core import NucleiError, atomic_path, bad_value, cache_dir, file_lock, file_sha256
 from .data import Sample
 from .engine import build_folder, install_folder, int8_folder, int8_passed, openvino_model, save_ir
 from .evaluate import evaluate
 from .transforms import load_example
 
 # %% auto #0
-__all__ = ['CALIBRATION_CROPS', 'CALIBRATION_SIZE', 'calibration_crops', 'quantize_model', 'check_int8', 'keep_int8',
-           'split_for_int8']
+__all__ = ['CALIBRATION_CROPS', 'CALIBRATION_SIZE', 'calibration_crops', 'quantize_model', 'check_int8', 'quantizing',
+           'keep_int8', 'split_for_int8']
 
 # %% ../nbs/05b_quantize.ipynb #1372b8f6
 CALIBRATION_CROPS, CALIBRATION_SIZE = 200, 256      # crops the activation ranges are measured on, and their side at the model's scale
@@ -65,6 +65,12 @@ def check_int8(model_path: str | os.PathLike, samples: Sequence[Sample], progres
     manifest = {**json.loads((folder/'manifest.json').read_text()), 'check': scores}
     with atomic_path(folder/'manifest.json') as tmp: Path(tmp).write_text(json.dumps(manifest))
     return scores
+
+def quantizing(model_path: str | os.PathLike):
+    "The lock one process at a time holds to make, check and keep an int8 version of `model_path` (two runs at once would check each other's candidate)."
+    lock = cache_dir()/'locks'/f'{hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest()[:16]}.quantize.lock'
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    return file_lock(lock)
 
 def keep_int8(model_path: str | os.PathLike) -> Path | None:
     "Put `model_path`'s checked candidate int8 version in place of its int8 version if it passed (`engine.int8_passed`): that folder; else remove the candidate, keep any earlier version, and return None."
