@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import AUGMENTATIONS, LOSSES, TARGETS, UNetConfig, check_resume, check_run, init_config, model_info, pretrained_path, read_model_config
 from .core import CommandParser, NucleiError, bad_value, diameter_arg, ensure_dir, have, path_arg, pixel_size_arg, positive_number, run_command
-from .data import list_samples
+from .data import check_training_samples, list_samples
 from .engine import ENGINES, PRECISIONS, check_engine
 
 # %% auto #0
@@ -125,11 +125,12 @@ def _train(a) -> int:
     init = (pretrained_path() if a.init == Path('pretrained') else a.init) if a.init is not None else None
     cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
     data = _data_or_default(a.data)
-    _check_planes(list_samples(data, a.channel, a.z)[0]); ensure_dir(a.out)   # a wrong folder or a missing plane choice is said before TensorFlow loads
+    samples = list_samples(data, a.channel, a.z)
+    _check_planes(samples[0]); check_training_samples(samples); ensure_dir(a.out)   # a wrong folder, a plane choice or missing masks are said before TensorFlow loads
     lr = a.lr if a.lr is not None else 1e-4 if init else 1e-3
     if (a.out/'last.keras').exists():                                        # so is a resume with other settings (those known before the data is read)
         run = dict(data=str(Path(data).resolve()), channel=a.channel, z=a.z, batch_size=a.batch_size, lr=lr, val_fraction=a.val_fraction, seed=a.seed,
-                   **({'steps_per_epoch': a.steps_per_epoch} if a.steps_per_epoch else {}))
+                   **({'init': str(init)} if init else {}), **({'steps_per_epoch': a.steps_per_epoch} if a.steps_per_epoch else {}))
         saved = model_info(a.out/'last.keras')                              # one read: its settings and its run
         check_resume(a.out, saved.config, cfg, saved.run, run, a.force)
     from nuclei_unet.train import train

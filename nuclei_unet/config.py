@@ -25,11 +25,11 @@ TARGETS = ('binary', 'coverage')                  # foreground targets at the mo
 LOSSES = ('bce_dice', 'bce_dice_lovasz')          # `losses.LOSS_FUNCTIONS` holds the functions
 
 def check_augment(names, param: str = 'augment') -> tuple:
-    "Augmentation names (a list or tuple of names from AUGMENTATIONS, not one string) as a tuple; else a `NucleiError` about `param`."
+    "Augmentation names (a list or tuple of names from AUGMENTATIONS, not one string) as a tuple in AUGMENTATIONS' order, each once (the order they are applied in); else a `NucleiError` about `param`."
     if isinstance(names, str): raise bad_value(param, names, f'must be a list of names, e.g. ({names!r},)')
     names = tuple(names)
     if set(names) - set(AUGMENTATIONS): raise bad_value(param, ','.join(map(str, names)), f'choose from {",".join(AUGMENTATIONS)}')
-    return names
+    return tuple(a for a in AUGMENTATIONS if a in names)
 
 @dataclass
 class UNetConfig:
@@ -64,6 +64,7 @@ class UNetConfig:
         if self.loss not in LOSSES: raise bad_value('loss', self.loss, f'choose from {", ".join(LOSSES)}')
         if self.targets not in TARGETS: raise bad_value('targets', self.targets, f'choose from {", ".join(TARGETS)}')
         if self.targets == 'coverage' and self.diameter is None: raise bad_value('targets', self.targets, 'needs a network diameter (--diameter): native-scale crops are not rescaled')
+        if self.diameter_jitter != 1.25 and self.diameter is None: raise bad_value('diameter_jitter', float(self.diameter_jitter), 'needs a network diameter (--diameter): native-scale crops are scaled by 0.8..1.25')
 
     @property
     def filters(self) -> list[int]:
@@ -172,19 +173,22 @@ def architecture_changes(old: UNetConfig, new: UNetConfig) -> list[str]:
     "The `ARCHITECTURE` fields in which `new` differs from `old` (a network's weights fit only their own)."
     return [k for k in ARCHITECTURE if getattr(old, k) != getattr(new, k)]
 
-RESUMED_SETTINGS = ('data', 'channel', 'z', 'batch_size', 'lr', 'val_fraction', 'seed', 'steps_per_epoch')    # a resumed run keeps them (the epochs may grow)
+RESUMED_SETTINGS = ('data', 'channel', 'z', 'batch_size', 'lr', 'val_fraction', 'seed', 'steps_per_epoch', 'init')    # a resumed run keeps them (the epochs may grow; it goes on from its own weights, whatever init says)
 
 def check_resume(out: Path, saved_cfg: UNetConfig, cfg: UNetConfig, saved_run: dict, run: dict, force: bool = False) -> list[str]:
     "The settings in which a resumed run at `out` would differ from the one saved there (of `run`'s keys: a caller that has not read the data yet gives fewer); a `NucleiError` naming the first unless `force` (another architecture: always)."
     arch = architecture_changes(saved_cfg, cfg)
     if arch: raise NucleiError(f'{out}: holds a run with another architecture ({", ".join(f"{k} {getattr(saved_cfg, k)}" for k in arch)}); use another --out')
-    def same(k, a, b): return Path(a).resolve() == Path(b).resolve() if k == 'data' else a == b
+    def same(k, a, b): return Path(a).resolve() == Path(b).resolve() if k in ('data', 'init') and a is not None and b is not None else a == b
     changed = [(k, getattr(saved_cfg, k), getattr(cfg, k)) for k in saved_cfg.__dataclass_fields__ if getattr(saved_cfg, k) != getattr(cfg, k)]
     changed += [(k, saved_run[k], run[k]) for k in RESUMED_SETTINGS if k in saved_run and k in run and not same(k, saved_run[k], run[k])]
     if changed and not force:
         k, old, new = changed[0]
         raise bad_value(k, new, f'{out} holds a run trained with {k} {old}; resume with the same value, add --force to continue with the new one, or choose another --out')
-    return [k for k, _, _ in changed]
+    moved = set(saved_run.get('val_ids', [])) ^ set(run.get('val_ids', [])) if 'val_ids' in saved_run and 'val_ids' in run else set()
+    if moved and not force:                                                    # images added or removed, or read as another modality
+        raise NucleiError(f'{out}: holds a run validated on other images ({len(moved)} differ: the data changed since); its best model would compare losses of two validation sets. Resume with the same data, add --force to go on with the new split, or choose another --out', 'data')
+    return [k for k, _, _ in changed] + ['validation images'] * bool(moved)
 
 def init_config(path: str | os.PathLike, **given) -> UNetConfig:
     "The `UNetConfig` of model file `path` with the settings in `given` that are not None; a different architecture is refused."

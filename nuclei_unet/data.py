@@ -8,7 +8,7 @@ import hashlib, logging, os, struct, zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -23,7 +23,8 @@ __all__ = ['MODALITIES', 'SUBSAMPLE', 'NORMALIZED_RANGE', 'IMAGE_SUFFIXES', 'DEC
            'normalize_image', 'rgb_view', 'is_gray', 'display_range', 'display_rgb8', 'is_image_file', 'check_link',
            'image_id', 'header_size', 'decode_file', 'RawImage', 'read_pixels', 'unique_names', 'read_raw',
            'frame_count', 'read_image', 'check_size', 'masks_to_labels', 'read_labels', 'check_labels', 'Sample',
-           'list_samples', 'cached_masks_to_labels', 'read_sample', 'read_truth', 'iter_samples', 'find_dsb2018']
+           'list_samples', 'check_training_samples', 'cached_masks_to_labels', 'read_sample', 'read_truth',
+           'iter_samples', 'find_dsb2018']
 
 # %% ../nbs/00_data.ipynb #ece0f220
 MODALITIES = ('fluorescence', 'brightfield', 'he')
@@ -578,6 +579,13 @@ def list_samples(root: str | os.PathLike, channel: int | str | None = None, z: i
     else: samples = _flat_samples(root)
     if not samples: raise NucleiError(f'{root}: no images found (expected <id>/images/<id>.png, images/ or image files)')
     return sorted((replace(f, channel=channel, z=z) for s in samples for f in _frames(s)), key=lambda s: s.id)
+
+# %% ../nbs/00_data.ipynb #46958352
+def check_training_samples(samples: Sequence[Sample]) -> None:
+    "A `NucleiError` unless every sample has masks and there are at least 2 (one to train on, one to validate); nothing is read."
+    missing = [s for s in samples if not s.has_truth]
+    if missing: raise NucleiError(f'{missing[0].image}: no masks for this image; training needs masks ({len(missing)} images without)')
+    if len(samples) < 2: raise NucleiError(f'need at least 2 images with masks to train and validate, found {len(samples)}')
 
 # %% ../nbs/00_data.ipynb #e850e538
 def _labels_key(sample: Sample) -> str:

@@ -30,12 +30,13 @@ def modality(image: np.ndarray) -> str:
 # %% ../nbs/01_eda.ipynb #adb1fc72
 @dataclass
 class ImageStats:
-    "What EDA keeps of one image: its size, modality, and nuclei areas in pixels (None without masks)."
+    "What EDA keeps of one image: its size, modality, nuclei areas in pixels (None without masks), and whether every pixel is a finite number."
     id: str
     height: int
     width: int
     modality: str
     areas: np.ndarray | None
+    finite: bool = True                # False: NaN or infinite pixels (a float image), which training and prediction refuse
 
     @property
     def nuclei(self) -> int | None:
@@ -46,7 +47,8 @@ def image_stats(sample: Sample) -> ImageStats:
     "Read one sample and reduce it to its `ImageStats`."
     image, labels = read_sample(sample)
     areas = None if labels is None else np.bincount(labels.ravel())[1:].astype(np.int64)
-    return ImageStats(sample.id, image.shape[0], image.shape[1], modality(image), areas)
+    finite = image.dtype.kind != 'f' or bool(np.isfinite(image).all())
+    return ImageStats(sample.id, image.shape[0], image.shape[1], modality(image), areas, finite)
 
 def collect_stats(samples: Sequence[Sample], workers: int = 4, progress: bool | None = None) -> list[ImageStats]:
     "`ImageStats` of every sample, in order, read by `workers` threads; `progress`: bar on, off, or None (on a terminal)."

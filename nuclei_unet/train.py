@@ -16,7 +16,7 @@ tf = import_tensorflow()
 import keras
 import numpy as np
 
-from .data import Sample, list_samples
+from .data import Sample, check_training_samples, list_samples
 from .eda import collect_stats
 from .losses import LOSS_FUNCTIONS, dice_coef
 from .model import build_unet, load_model, save_model
@@ -25,7 +25,7 @@ from .predict import folder_lock
 from .transforms import augment, load_example
 
 # %% auto #0
-__all__ = ['tf', 'split_samples', 'prepare_samples', 'make_dataset', 'write_history', 'cosine_lr', 'RunCheckpoint',
+__all__ = ['tf', 'split_samples', 'prepare_samples', 'draw_image', 'make_dataset', 'write_history', 'cosine_lr', 'RunCheckpoint',
            'training_precision', 'dtype_policy', 'rebuild', 'train']
 
 # %% ../nbs/04_train.ipynb #ffc844a7
@@ -35,7 +35,7 @@ def split_samples(samples: Sequence[Sample], val_fraction: float = 0.1,
                   groups: dict[str, str] | None = None) -> tuple[list[Sample], list[Sample]]:
     "Split into (train, validation): per group (id -> group, optional), the `val_fraction` whose ids hash lowest."
     if not 0 < val_fraction < 1: raise bad_value('val_fraction', float(val_fraction), 'must be between 0 and 1')
-    if len(samples) < 2: raise NucleiError(f'need at least 2 images with masks to train and validate, found {len(samples)}')
+    check_training_samples(samples)
     parts = {}
     for s in samples: parts.setdefault((groups or {}).get(s.id), []).append(s)
     val_ids = set()
@@ -47,28 +47,36 @@ def split_samples(samples: Sequence[Sample], val_fraction: float = 0.1,
 
 # %% ../nbs/04_train.ipynb #8e53d412
 def prepare_samples(samples: Sequence[Sample], progress: bool | None = None) -> dict[str, str]:
-    "Read every sample once (EDA's threaded `collect_stats`), filling the label cache and checking every file; return id -> modality."
-    return {s.id: s.modality for s in collect_stats(samples, progress=progress)}
+    "Read every sample once (EDA's threaded `collect_stats`), filling the label cache and checking every file (NaN or infinite pixels: a `NucleiError` naming it); return id -> modality."
+    stats = collect_stats(samples, progress=progress)
+    bad = [s for s, x in zip(samples, stats) if not x.finite]
+    if bad: raise NucleiError(f'{bad[0].image}: NaN or infinite pixels ({len(bad)} images have them); training needs finite values: replace them (np.nan_to_num) or leave the image out')
+    return {x.id: x.modality for x in stats}
 
 # %% ../nbs/04_train.ipynb #b745094c
+def draw_image(draw: int, n: int, seed: int = 0) -> int:
+    "The image (0..n-1) that training draw number `draw` crops: every image once per pass over the `n`, each pass in its own order, from the draw's number alone (so a resumed run goes on where it stopped, not from the first pass's order)."
+    return int(np.random.default_rng([seed, draw // n, 7919]).permutation(n)[draw % n])   # 7919: not the crops' own seeds [seed, draw]
+
 def make_dataset(samples: Sequence[Sample], cfg: UNetConfig, batch_size: int, seed: int = 0,
                  training: bool = True, start: int = 0) -> tf.data.Dataset:
     "Batches of (image crops (B,S,S,3), targets (B,S,S,C)); endless and augmented when `training`."
     samples, size, n_out = list(samples), cfg.size, len(cfg.outputs)
+    n = len(samples)
     scale = ((1 / cfg.diameter_jitter, cfg.diameter_jitter) if cfg.diameter else (0.8, 1.25)) if training else (1, 1)
 
-    def load(index, draw):
-        rng = np.random.default_rng([seed, int(draw)])
-        x, y = load_example(samples[int(index)], cfg, rng, scale)
+    def load(draw):
+        draw = int(draw)
+        rng = np.random.default_rng([seed, draw])
+        x, y = load_example(samples[draw_image(draw, n, seed) if training else draw], cfg, rng, scale)
         return augment(x, y, rng, cfg.augment) if training else (x, y)
 
-    def load_tf(draw, index):
-        x, y = tf.numpy_function(load, [index, draw], [tf.float32, tf.float32])
+    def load_tf(draw):
+        x, y = tf.numpy_function(load, [draw], [tf.float32, tf.float32])
         return tf.ensure_shape(x, (size, size, 3)), tf.ensure_shape(y, (size, size, n_out))
 
-    ds = tf.data.Dataset.range(len(samples))
-    if training: ds = ds.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.enumerate(start=start if training else 0).map(load_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    ds = tf.data.Dataset.range(start, np.iinfo(np.int64).max) if training else tf.data.Dataset.range(n)
+    ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     ds = ds.batch(batch_size, drop_remainder=training)
     return (ds if training else ds.cache()).prefetch(tf.data.AUTOTUNE)
 
@@ -93,7 +101,9 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         row = {'epoch': epoch, **{k: float(v) for k, v in (logs or {}).items()}}
-        if not all(map(math.isfinite, row.values())): return             # TerminateOnNaN stops the run
+        if not math.isfinite(row.get('loss', 0)): return                  # TerminateOnNaN stops the run
+        if not all(map(math.isfinite, row.values())):                  # the training loss is finite, yet the validation's is not
+            raise NucleiError(f'epoch {epoch + 1}: validation {", ".join(k for k, v in row.items() if not math.isfinite(v))} not a number while training is; nothing saved for it')
         self.rows.append(row)
         if row['val_loss'] < self.best:
             self.best = row['val_loss']
@@ -151,12 +161,11 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
     with folder_lock(out, 'nuclei_train'):             # one run writes a run folder at a time: a second is refused at once, naming --out
         if policy != 'float32': print(f'training with the {policy} policy', file=sys.stderr)
         remove_temporaries(out)
-        missing = [s for s in samples if not s.has_truth]
-        if missing: raise NucleiError(f'{missing[0].image}: no masks for this image; training needs masks ({len(missing)} images without)')
+        check_training_samples(samples)
         train_s, val_s = split_samples(samples, val_fraction, prepare_samples(samples))
         steps = steps_per_epoch or max(1, math.ceil(len(train_s) / batch_size))
         run = dict(data=str(Path(data).resolve()), channel=channel, z=z, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
-                   steps_per_epoch=steps, train_images=len(train_s), val_ids=[s.id for s in val_s])
+                   steps_per_epoch=steps, train_images=len(train_s), val_ids=[s.id for s in val_s], init=None if init is None else str(init))
         extra = {}
         strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
         keras.utils.set_random_seed(seed)
@@ -165,7 +174,8 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
             if (out/'last.keras').exists():
                 with dtype_policy(read_model_info(out/'last.keras').get('policy', policy)):    # as saved: another policy would drop Adam's state
                     model, saved_cfg, state = load_model(out/'last.keras', compile=True)
-                changed = check_resume(out, saved_cfg, cfg, state.get('run', {}), run, force)
+                given = {k: v for k, v in run.items() if k != 'init' or v is not None}     # no --init: go on from the run's own weights
+                changed = check_resume(out, saved_cfg, cfg, state.get('run', {}), given, force)
                 if changed: print(f'resuming {out} with changed settings (--force): {", ".join(changed)}', file=sys.stderr)
                 if model.layers[1].dtype_policy.name != policy or saved_cfg.loss != cfg.loss: model = rebuild(model, cfg, policy, optimizer=True)
                 rows, best, run['init'] = state['history'], state['best_val_loss'], state.get('run', {}).get('init')
@@ -179,7 +189,6 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
                     arch = architecture_changes(init_cfg, cfg)
                     if arch: raise bad_value('init', init, f'its {arch[0]} {getattr(init_cfg, arch[0])} differs from {getattr(cfg, arch[0])}; start from init_config(init)')
                     model.set_weights(start.get_weights())
-                    run['init'] = str(init)
                     extra = {k: init_info[k] for k in ('instances', 'tta_instances') if k in init_info}   # its tuned thresholds
                 model.compile(keras.optimizers.Adam(lr), loss=LOSS_FUNCTIONS[cfg.loss], metrics=[dice_coef], jit_compile=bool(gpus))
         if len(rows) >= epochs:
@@ -191,5 +200,5 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
                   epochs=epochs, initial_epoch=len(rows), steps_per_epoch=steps, verbose=verbose, shuffle=False,
                   callbacks=[keras.callbacks.LearningRateScheduler(lambda e: cosine_lr(e, epochs, lr)),
                              keras.callbacks.TerminateOnNaN(), RunCheckpoint(out, cfg, rows, best, run, extra)])
-        if len(rows) < epochs: raise NucleiError(f'training stopped in epoch {len(rows) + 1}: the loss became NaN (try a lower --lr)')
+        if len(rows) < epochs: raise NucleiError(f'training stopped in epoch {len(rows) + 1}: the loss became NaN; what it had saved is kept (try a lower --lr, with --force to resume at it)')
         return rows

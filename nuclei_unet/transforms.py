@@ -43,7 +43,7 @@ def crop_example(image: np.ndarray, labels: np.ndarray, cfg: UNetConfig, rng: np
     if cfg.diameter:                                                # targets drawn at the model's scale: borders stay 1 px
         crop = labels[top:top + side, left:left + side]
         y = make_targets(resize_labels(crop, size, size), cfg.outputs)
-        if cfg.targets == 'coverage' and side != size:              # the share of each model pixel the nuclei cover, as the image's pixels are averaged
+        if cfg.targets == 'coverage' and side != size:              # the share of each model pixel the nuclei cover (shrinking: averaged as the image's pixels are)
             y[..., cfg.outputs.index('foreground')] = cv2.resize((crop > 0).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
     else:                                                           # a one-pixel margin keeps borders exact at the crop's edge
         t0, l0 = max(top - 1, 0), max(left - 1, 0)
@@ -70,7 +70,7 @@ def _stain(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x.mean(axis=2, keepdims=True) * colour.astype(np.float32)
 
 def _illumination(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    "Uneven illumination: `x` times a smooth ramp across the field, 0.6..1.4 at its ends."
+    "Uneven illumination: `x` times a smooth ramp across the field, 1 at its centre, up to 0.43..1.57 at its corners."
     h, w = x.shape[:2]
     angle, depth = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.4)
     yy, xx = np.mgrid[:h, :w] / max(h, w) - 0.5
@@ -105,4 +105,4 @@ def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, extra: Seque
     x = x ** rng.uniform(0.7, 1.4)                                                   # gamma
     x = (x - x.mean()) * rng.uniform(0.75, 1.3) + x.mean() + rng.uniform(-0.1, 0.1)  # contrast, brightness
     x = x * rng.uniform(0.85, 1.15, 3)                                               # colour gain per channel
-    return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y)
+    return np.ascontiguousarray(x, np.float32), np.array(y, order='C')          # a new array even unrotated: never the caller's
