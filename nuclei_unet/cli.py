@@ -124,13 +124,14 @@ def _train(a) -> int:
     given = {k: getattr(a, k) for k in ('size', 'channel_rate', 'residual', 'batch_norm', 'dropout', 'diameter', 'diameter_jitter', 'augment', 'loss', 'targets')}
     init = (pretrained_path() if a.init == Path('pretrained') else a.init) if a.init is not None else None
     cfg = init_config(init, **given) if init else UNetConfig(**{k: v for k, v in given.items() if v is not None})
+    if a.diameter_jitter is not None and cfg.diameter is None: raise bad_value('diameter_jitter', a.diameter_jitter, 'needs --diameter: native-scale crops are scaled by 0.8..1.25')
     data = _data_or_default(a.data)
     samples = list_samples(data, a.channel, a.z)
     _check_planes(samples[0]); check_training_samples(samples); ensure_dir(a.out)   # a wrong folder, a plane choice or missing masks are said before TensorFlow loads
     lr = a.lr if a.lr is not None else 1e-4 if init else 1e-3
     if (a.out/'last.keras').exists():                                        # so is a resume with other settings (those known before the data is read)
         run = dict(data=str(Path(data).resolve()), channel=a.channel, z=a.z, batch_size=a.batch_size, lr=lr, val_fraction=a.val_fraction, seed=a.seed,
-                   **({'init': str(init)} if init else {}), **({'steps_per_epoch': a.steps_per_epoch} if a.steps_per_epoch else {}))
+                   **({'init': str(Path(init).resolve())} if init else {}), **({'steps_per_epoch': a.steps_per_epoch} if a.steps_per_epoch else {}))
         saved = model_info(a.out/'last.keras')                              # one read: its settings and its run
         check_resume(a.out, saved.config, cfg, saved.run, run, a.force)
     from nuclei_unet.train import train

@@ -13,8 +13,8 @@ from .core import NucleiError, bad_value, check_flags
 # %% auto #0
 __all__ = ['SIZES', 'CHANNEL_RATES', 'OUTPUTS', 'AUGMENTATIONS', 'TARGETS', 'LOSSES', 'MODEL_INFO', 'ARCHITECTURE', 'PRETRAINED',
            'RESUMED_SETTINGS', 'check_augment', 'UNetConfig', 'read_model_info', 'read_model_config', 'usable_diameter',
-           'ModelInfo', 'model_info', 'check_run', 'architecture_changes', 'check_resume', 'init_config',
-           'pretrained_path']
+           'ModelInfo', 'model_info', 'check_jitter', 'check_run', 'architecture_changes', 'check_resume',
+           'init_config', 'pretrained_path']
 
 # %% ../nbs/02a_config.ipynb #fb46a65b
 SIZES = (64, 128, 256, 512)
@@ -64,7 +64,6 @@ class UNetConfig:
         if self.loss not in LOSSES: raise bad_value('loss', self.loss, f'choose from {", ".join(LOSSES)}')
         if self.targets not in TARGETS: raise bad_value('targets', self.targets, f'choose from {", ".join(TARGETS)}')
         if self.targets == 'coverage' and self.diameter is None: raise bad_value('targets', self.targets, 'needs a network diameter (--diameter): native-scale crops are not rescaled')
-        if self.diameter_jitter != 1.25 and self.diameter is None: raise bad_value('diameter_jitter', float(self.diameter_jitter), 'needs a network diameter (--diameter): native-scale crops are scaled by 0.8..1.25')
 
     @property
     def filters(self) -> list[int]:
@@ -162,6 +161,10 @@ def model_info(path: str | os.PathLike) -> ModelInfo:
 ARCHITECTURE = ('channel_rate', 'levels', 'residual', 'batch_norm', 'dropout', 'outputs')   # fixed by a model's weights
 PRETRAINED = 'dsb2018_unet.keras'
 
+def check_jitter(cfg: UNetConfig) -> None:
+    "Refuse a new training config whose `diameter_jitter` would be ignored (no `diameter`: native-scale crops are scaled by 0.8..1.25); models saved with one still load."
+    if cfg.diameter_jitter != 1.25 and cfg.diameter is None: raise bad_value('diameter_jitter', float(cfg.diameter_jitter), 'needs a network diameter (--diameter): native-scale crops are scaled by 0.8..1.25')
+
 def check_run(epochs: int, batch_size: int, val_fraction: float, steps_per_epoch: int | None = None) -> None:
     "Refuse training-run numbers that cannot work, naming the parameter."
     if epochs < 1: raise bad_value('epochs', epochs, 'must be at least 1')
@@ -182,12 +185,14 @@ def check_resume(out: Path, saved_cfg: UNetConfig, cfg: UNetConfig, saved_run: d
     def same(k, a, b): return Path(a).resolve() == Path(b).resolve() if k in ('data', 'init') and a is not None and b is not None else a == b
     changed = [(k, getattr(saved_cfg, k), getattr(cfg, k)) for k in saved_cfg.__dataclass_fields__ if getattr(saved_cfg, k) != getattr(cfg, k)]
     changed += [(k, saved_run[k], run[k]) for k in RESUMED_SETTINGS if k in saved_run and k in run and not same(k, saved_run[k], run[k])]
+    init = next(((old, new) for k, old, new in changed if k == 'init'), None)
+    if init: raise bad_value('init', init[1], f'{out} holds a run started from {init[0] or "random weights"}, and a resumed run goes on from its own weights: leave out --init, or choose another --out')
     if changed and not force:
         k, old, new = changed[0]
         raise bad_value(k, new, f'{out} holds a run trained with {k} {old}; resume with the same value, add --force to continue with the new one, or choose another --out')
     moved = set(saved_run.get('val_ids', [])) ^ set(run.get('val_ids', [])) if 'val_ids' in saved_run and 'val_ids' in run else set()
     if moved and not force:                                                    # images added or removed, or read as another modality
-        raise NucleiError(f'{out}: holds a run validated on other images ({len(moved)} differ: the data changed since); its best model would compare losses of two validation sets. Resume with the same data, add --force to go on with the new split, or choose another --out', 'data')
+        raise NucleiError(f'{out}: holds a run validated on other images ({len(moved)} differ: the data, or how its images are grouped by modality, changed); its best model would compare losses of two validation sets. Resume with the same data, add --force to go on with the new split, or choose another --out', 'data')
     return [k for k, _, _ in changed] + ['validation images'] * bool(moved)
 
 def init_config(path: str | os.PathLike, **given) -> UNetConfig:

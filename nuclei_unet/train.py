@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
-from .config import UNetConfig, architecture_changes, check_resume, check_run, read_model_info
-from .core import NucleiError, atomic_path, bad_value, ensure_dir, has_bf16, import_tensorflow, remove_temporaries, save_figure
+from .config import UNetConfig, architecture_changes, check_jitter, check_resume, check_run, read_model_info
+from .core import NucleiError, atomic_path, bad_value, check_flags, ensure_dir, has_bf16, import_tensorflow, remove_temporaries, save_figure
 
 tf = import_tensorflow()
 import keras
@@ -155,7 +155,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, cfg: UNetConfig, epoc
 def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps_per_epoch, verbose, init, gpus, force, channel, z) -> list[dict]:
     "The body of `train`, in the precision it chose."
     policy = keras.mixed_precision.global_policy().name
-    check_run(epochs, batch_size, val_fraction, steps_per_epoch)
+    check_run(epochs, batch_size, val_fraction, steps_per_epoch); check_flags(force=force)     # papermill's -p force false is a string
     samples = list_samples(data, channel, z)
     out = ensure_dir(out)
     with folder_lock(out, 'nuclei_train'):             # one run writes a run folder at a time: a second is refused at once, naming --out
@@ -164,8 +164,9 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
         check_training_samples(samples)
         train_s, val_s = split_samples(samples, val_fraction, prepare_samples(samples))
         steps = steps_per_epoch or max(1, math.ceil(len(train_s) / batch_size))
-        run = dict(data=str(Path(data).resolve()), channel=channel, z=z, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
-                   steps_per_epoch=steps, train_images=len(train_s), val_ids=[s.id for s in val_s], init=None if init is None else str(init))
+        run = dict(data=str(Path(data).resolve()), channel=None if channel is None else str(channel), z=None if z is None else str(z), epochs=epochs,
+                   batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, steps_per_epoch=steps, train_images=len(train_s),
+                   val_ids=[s.id for s in val_s], init=None if init is None else str(Path(init).resolve()))   # as the command line gives them
         extra = {}
         strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
         keras.utils.set_random_seed(seed)
@@ -183,6 +184,7 @@ def _train_run(data, out, cfg, epochs, batch_size, lr, val_fraction, seed, steps
                 if (out/'model.keras').exists(): best = min(best, read_model_info(out/'model.keras').get('val_loss', best))
                 print(f'resuming {out} after epoch {len(rows)} of {epochs}', file=sys.stderr)
             else:
+                check_jitter(cfg)
                 model = build_unet(cfg)
                 if init is not None:
                     start, init_cfg, init_info = load_model(init)

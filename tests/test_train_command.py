@@ -38,7 +38,7 @@ def test_fresh_install_default_run(tmp_path):
 @pytest.mark.parametrize('flags, named', [
     (['-s', '100'], '--size 100'), (['-s', 'big'], '--size'), (['-c', '3'], '--channel-rate 3'),
     (['-e', '0'], '--epochs 0'), (['--dropout', '0.9'], '--dropout 0.9'), (['--val-fraction', '1'], '--val-fraction 1'),
-    (['--loss', 'mse'], '--loss'),
+    (['--loss', 'mse'], '--loss'), (['--jitter', '1.5'], '--jitter 1.5: needs --diameter'),
 ])
 def test_bad_flags(tmp_path, flags, named):
     assert_one_line_error(run_script('nuclei_train', *flags, '--out', tmp_path / 'o'), 'nuclei_train', named)
