@@ -103,16 +103,20 @@ def is_gray(view: np.ndarray) -> bool:
 def display_range(image) -> tuple[float, float] | None:
     "The values (low < high) that `display_rgb8` shows as 0 and 255 by default: the 0.5th and 99.9th percentiles (a hot pixel cannot darken the rest; a gray image's of one channel, a dim 8-bit camera's too); None for colour uint8, shown as it is."
     view = rgb_view(image)
-    if not is_gray(view) and view.dtype == np.uint8: return None
-    lo, hi = intensity_range(view[..., 0] if is_gray(view) else view, (0.5, 99.9))
+    return _display_range(view, is_gray(view))
+
+def _display_range(view: np.ndarray, gray: bool) -> tuple[float, float] | None:
+    "`display_range` of an `rgb_view` that is (`gray`) or is not one channel seen three times (known: the check reads every pixel)."
+    if not gray and view.dtype == np.uint8: return None
+    lo, hi = intensity_range(view[..., 0] if gray else view, (0.5, 99.9))
     return lo, hi if hi > lo else lo + 1                                      # a flat image: shown at 0
 
 def display_rgb8(image, value_range: tuple | None = None) -> np.ndarray:
     "Image as `rgb_view` takes it -> RGB uint8 (H,W,3) for display: `value_range` (default: `display_range`) mapped to 0..255; colour uint8 with no range given as it is."
     view = rgb_view(image)
-    value_range = display_range(view) if value_range is None else check_range(value_range, 'value_range')
-    if value_range is None: return np.ascontiguousarray(view)                 # RGB pictures: their own colours
     gray = is_gray(view)
+    value_range = _display_range(view, gray) if value_range is None else check_range(value_range, 'value_range')
+    if value_range is None: return np.ascontiguousarray(view)                 # RGB pictures: their own colours
     one = view[..., :1] if gray else view                                     # a gray image stretched once, not three times
     rgb8 = (np.clip(normalize_image(one, value_range=value_range), 0, 1) * 255).round().astype(np.uint8)
     return np.ascontiguousarray(np.broadcast_to(rgb8, view.shape)) if gray else rgb8

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from .data import MODALITIES, Sample, check_labels, check_size, display_range, display_rgb8, is_gray, read_sample, rgb_view
+from .data import MODALITIES, Sample, _display_range, check_labels, check_size, display_range, display_rgb8, is_gray, read_sample, rgb_view
 from .eda import ImageStats, summarize
 from .instances import nucleus_areas, resize_labels
 from .metrics import dice, dsb_score
@@ -86,11 +86,12 @@ def outline(image, labels, color: tuple | None = None, colours: tuple | None = N
 def _shrunk(image, labels: np.ndarray | None, side: int, value_range: tuple | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     "`image` (as `rgb_view` takes it) shrunk by area averaging to at most `side` px a side, as RGB uint8 shown with `value_range` (default: the whole image's `display_range`), and `labels` (H,W) shrunk alike (nearest; None stays None)."
     view = rgb_view(image)
-    shown = display_range(view) if value_range is None else value_range
+    gray = is_gray(view)                                             # once: it reads every pixel
+    shown = _display_range(view, gray) if value_range is None else value_range
     scale = min(1.0, side / max(view.shape[:2]))
     h, w = max(1, round(view.shape[0] * scale)), max(1, round(view.shape[1] * scale))
     if scale < 1:                                                    # shrink the stored values, then map them: no full-size display copy
-        src = view[..., :1] if is_gray(view) else view
+        src = view[..., :1] if gray else view
         if src.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64): src = src.astype(np.float32)   # OpenCV's area averaging takes these
         view = np.broadcast_to(cv2.resize(np.ascontiguousarray(src), (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, -1), (h, w, 3))
     return display_rgb8(view, shown), None if labels is None else resize_labels(_as_labels(labels), h, w)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_quantize.ipynb #23e95975
 from __future__ import annotations
-import hashlib, json, os, shutil
+import json, os, shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 
 from .config import model_info
-from .core import NucleiError, atomic_path, bad_value, cache_dir, file_lock, file_sha256
+from .core import NucleiError, atomic_path, bad_value, file_sha256
 from .data import Sample
-from .engine import build_folder, install_folder, int8_folder, int8_passed, openvino_model, save_ir
+from .engine import _folder_lock, build_folder, install_folder, int8_folder, int8_passed, openvino_model, save_ir
 from .evaluate import evaluate
 from .transforms import load_example
 
@@ -68,9 +68,7 @@ def check_int8(model_path: str | os.PathLike, samples: Sequence[Sample], progres
 
 def quantizing(model_path: str | os.PathLike):
     "The lock one process at a time holds to make, check and keep an int8 version of `model_path` (two runs at once would check each other's candidate)."
-    lock = cache_dir()/'locks'/f'{hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest()[:16]}.quantize.lock'
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    return file_lock(lock)
+    return _folder_lock(Path(model_path).with_suffix('.quantizing'))         # the engine's folder locks, for a name no folder has
 
 def keep_int8(model_path: str | os.PathLike) -> Path | None:
     "Put `model_path`'s checked candidate int8 version in place of its int8 version if it passed (`engine.int8_passed`): that folder; else remove the candidate, keep any earlier version, and return None."
